@@ -1,0 +1,643 @@
+"""The SQLite catalog: LEMUR's tables plus ours for lineage, status, runs and events.
+
+Every SQL statement of the catalog lives in this module. LEMUR's core tables
+(`nn`, `transform`, `metric`, `prm`, `stat`, `train_stat`) are created exactly
+as nn-dataset creates them, so a LEMUR user recognises the file; what LEMUR
+lacks (model status and lineage, runs, the event log) lives in tables of our own.
+
+One process writes (the search driver); any number may read at the same time,
+which WAL mode and a busy timeout make safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import sqlite_utils
+
+TASK_CLASSIFICATION = "img-classification"
+
+SCHEMA_VERSION = 1
+MODEL_STATUSES = ("queued", "running", "done", "failed")
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
+
+# A reader may have to wait while the driver commits or checkpoints; 30 s is far
+# longer than any single write of ours takes.
+BUSY_TIMEOUT_S = 30.0
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# LEMUR's tables, as ab/nn/util/db/Init.py of nn-dataset creates them. One
+# deliberate difference: LEMUR also declares stat.prm REFERENCES prm(uid), but
+# prm.uid is not unique, and with foreign keys enforced (as here) SQLite rejects
+# every insert into such a table with "foreign key mismatch".
+_LEMUR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nn (
+    name TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_nn_id ON nn(id);
+CREATE TABLE IF NOT EXISTS transform (
+    name TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS metric (
+    name TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prm (
+    uid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value OBJECT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_prm_uid ON prm(uid, name, value);
+CREATE TABLE IF NOT EXISTS stat (
+    id TEXT PRIMARY KEY,
+    accuracy REAL,
+    epoch INTEGER,
+    duration INTEGER,
+    task TEXT,
+    dataset TEXT,
+    nn TEXT,
+    transform TEXT,
+    metric TEXT,
+    prm TEXT,
+    FOREIGN KEY (nn) REFERENCES nn (name) ON DELETE CASCADE,
+    FOREIGN KEY (transform) REFERENCES transform (name) ON DELETE CASCADE,
+    FOREIGN KEY (metric) REFERENCES metric (name) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS idx_accuracy_desc ON stat (accuracy DESC);
+CREATE INDEX IF NOT EXISTS idx_task ON stat (task);
+CREATE INDEX IF NOT EXISTS idx_dataset ON stat (dataset);
+CREATE INDEX IF NOT EXISTS idx_nn ON stat (nn);
+CREATE INDEX IF NOT EXISTS idx_transform ON stat (transform);
+CREATE INDEX IF NOT EXISTS idx_metric ON stat (metric);
+CREATE INDEX IF NOT EXISTS idx_prm ON stat (prm);
+CREATE TABLE IF NOT EXISTS train_stat (
+    stat_id TEXT PRIMARY KEY,
+    train_loss REAL,
+    test_loss REAL,
+    train_accuracy REAL,
+    gradient_norm REAL,
+    samples_per_second REAL,
+    epoch_max INTEGER,
+    cpu_count INTEGER,
+    cpu_type TEXT,
+    cpu_usage_percent REAL,
+    total_ram_kb REAL,
+    occupied_ram_kb REAL,
+    ram_usage_percent REAL,
+    gpu_type TEXT,
+    gpu_memory_kb REAL,
+    gpu_total_memory_kb REAL,
+    occupied_gpu_memory_kb REAL,
+    gpu_memory_usage_percent REAL,
+    FOREIGN KEY (stat_id) REFERENCES stat(id) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS idx_train_stat_gradient_norm ON train_stat (gradient_norm);
+CREATE INDEX IF NOT EXISTS idx_train_stat_samples_per_second ON train_stat (samples_per_second);
+"""
+
+_OWN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model (
+    name TEXT PRIMARY KEY REFERENCES nn (name) ON DELETE CASCADE,
+    family TEXT,
+    task TEXT,
+    dataset TEXT,
+    metric TEXT,
+    code_hash TEXT,
+    struct_hash TEXT,
+    template_params TEXT,
+    parent TEXT,
+    origin TEXT,
+    n_params INTEGER,
+    status TEXT,
+    reason TEXT,
+    run_id TEXT,
+    created TEXT,
+    updated TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_model_code_hash ON model (code_hash);
+CREATE INDEX IF NOT EXISTS idx_model_struct_hash ON model (struct_hash);
+CREATE INDEX IF NOT EXISTS idx_model_status ON model (status);
+CREATE INDEX IF NOT EXISTS idx_model_origin ON model (origin);
+CREATE INDEX IF NOT EXISTS idx_model_family ON model (family);
+CREATE TABLE IF NOT EXISTS run (
+    id TEXT PRIMARY KEY,
+    command TEXT,
+    config TEXT,
+    started TEXT,
+    ended TEXT,
+    status TEXT);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    nn TEXT,
+    kind TEXT,
+    stage TEXT,
+    reason TEXT,
+    at TEXT);
+CREATE INDEX IF NOT EXISTS idx_event_nn ON event (nn);
+CREATE INDEX IF NOT EXISTS idx_event_kind ON event (kind);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT);
+"""
+
+LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
+OWN_TABLES = ("model", "run", "event", "meta")
+
+_UPSERT_STAT = """
+INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
+VALUES (:id, :accuracy, :epoch, :duration, :task, :dataset, :nn, :transform, :metric, :prm)
+ON CONFLICT (id) DO UPDATE SET accuracy = excluded.accuracy, duration = excluded.duration,
+    task = excluded.task, dataset = excluded.dataset
+"""
+
+_UPSERT_TRAIN_STAT = """
+INSERT INTO train_stat (stat_id, train_loss, test_loss, train_accuracy, samples_per_second,
+                        epoch_max, gpu_type, gpu_memory_kb, occupied_ram_kb)
+VALUES (:stat_id, :train_loss, :test_loss, :train_accuracy, :samples_per_second,
+        :epoch_max, :gpu_type, :gpu_memory_kb, :occupied_ram_kb)
+ON CONFLICT (stat_id) DO UPDATE SET train_loss = excluded.train_loss,
+    test_loss = excluded.test_loss, train_accuracy = excluded.train_accuracy,
+    samples_per_second = excluded.samples_per_second, epoch_max = excluded.epoch_max,
+    gpu_type = excluded.gpu_type, gpu_memory_kb = excluded.gpu_memory_kb,
+    occupied_ram_kb = excluded.occupied_ram_kb
+"""
+
+# Best epoch per model (ties: the earlier epoch), with its mean epoch time.
+_LEADERBOARD = """
+WITH ranked AS (
+    SELECT s.nn, s.task, s.dataset, s.accuracy, s.epoch,
+           ROW_NUMBER() OVER (PARTITION BY s.nn ORDER BY s.accuracy DESC, s.epoch) AS pos,
+           AVG(s.duration) OVER (PARTITION BY s.nn) / 1e9 AS seconds_per_epoch
+    FROM stat s
+    WHERE (:task IS NULL OR s.task = :task)
+      AND (:names IS NULL OR s.nn IN (SELECT value FROM json_each(:names))))
+SELECT r.nn AS name, m.family, r.task, r.dataset, r.accuracy, r.epoch, m.n_params,
+       r.seconds_per_epoch, m.origin, m.status
+FROM ranked r LEFT JOIN model m ON m.name = r.nn
+WHERE r.pos = 1 AND (:origin IS NULL OR m.origin = :origin)
+ORDER BY r.accuracy DESC, m.n_params IS NULL, m.n_params, r.nn
+LIMIT :top
+"""
+
+# The rows of LEMUR's data(); `pos` = 1 marks the best row of each
+# (task, dataset, metric, nn) for only_best_accuracy.
+_LEMUR_ROWS = """
+WITH filtered AS (
+    SELECT s.*,
+           ROW_NUMBER() OVER (PARTITION BY s.task, s.dataset, s.metric, s.nn
+                              ORDER BY s.accuracy DESC, s.epoch) AS pos
+    FROM stat s
+    WHERE (:task IS NULL OR s.task = :task) AND (:dataset IS NULL OR s.dataset = :dataset)
+      AND (:metric IS NULL OR s.metric = :metric) AND (:nn IS NULL OR s.nn = :nn)
+      AND (:epoch IS NULL OR s.epoch = :epoch))
+SELECT s.task, s.dataset, s.metric, m.code AS metric_code, s.nn, n.code AS nn_code,
+       s.epoch, s.accuracy, s.duration, s.prm, t.code AS transform_code
+FROM filtered s
+LEFT JOIN nn n ON n.name = s.nn
+LEFT JOIN metric m ON m.name = s.metric
+LEFT JOIN transform t ON t.name = s.transform
+WHERE :only_best = 0 OR s.pos = 1
+ORDER BY s.task, s.dataset, s.metric, s.nn, s.epoch
+"""
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be used, or a named model/run is not in it (one-line message)."""
+
+
+@dataclass
+class ModelRecord:
+    """A validated candidate about to enter the catalog."""
+
+    name: str
+    code: str
+    family: str
+    task: str
+    dataset: str
+    metric: str
+    code_hash: str
+    template_params: dict
+    parent: str | None
+    origin: str
+    struct_hash: str | None = None
+    n_params: int | None = None
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch of one trial (one set of hyperparameters) of one model."""
+
+    nn: str
+    epoch: int
+    accuracy: float
+    duration_s: float
+    prm: dict
+    transform: str
+    metric: str
+    task: str
+    dataset: str
+    train_loss: float | None = None
+    test_loss: float | None = None
+    train_accuracy: float | None = None
+    samples_per_second: float | None = None
+    epoch_max: int | None = None
+    gpu_type: str | None = None
+    gpu_memory_kb: float | None = None
+    occupied_ram_kb: float | None = None
+
+
+def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:
+    """LEMUR-style model name, e.g. ``img-classification_cifar-10_acc_FractalNet-1a2b3c4d``."""
+    # LEMUR splits names on "_", so the parts before the family must not contain one.
+    for part in (task, dataset, metric):
+        if not part or "_" in part:
+            raise ValueError(f"task, dataset and metric must be non-empty and free of '_': {part!r}")
+    if not family or len(code_hash) < 8:
+        raise ValueError("family must be non-empty and code_hash at least 8 characters")
+    return f"{task}_{dataset}_{metric}_{family}-{code_hash[:8]}"
+
+
+def prm_uid(prm: dict) -> str:
+    """The trial id of a hyperparameter set: md5 of its canonical JSON (sorted keys)."""
+    canonical = json.dumps(prm, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.md5(canonical.encode()).hexdigest()
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _prm_value(value):
+    # prm.value keeps scalars in their native type, as LEMUR does; anything else
+    # (lists, dicts, None) goes in as JSON text because the column is NOT NULL.
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _schema_columns() -> dict[str, list[str]]:
+    """Column names of every catalog table, read back from the DDL itself."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_LEMUR_SCHEMA + _OWN_SCHEMA)
+        return {t: [row[1] for row in mem.execute(f"PRAGMA table_info({t})")]
+                for t in LEMUR_TABLES + OWN_TABLES}
+    finally:
+        mem.close()
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, before SQLite touches it, a path that is not an SQLite database."""
+    if path.is_dir():
+        raise CatalogError(f"{path} is a directory, not a catalog file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise CatalogError(f"cannot read catalog {path}: {e.strerror}") from None
+    if header != _SQLITE_MAGIC:
+        raise CatalogError(f"{path} is not an SQLite database; choose another catalog path")
+
+
+class Catalog:
+    """The search's one shared state: models, their code, metrics, runs and events."""
+
+    def __init__(self, path: str | os.PathLike):
+        """Open the catalog at `path`, creating the file and schema if needed.
+
+        Raises CatalogError, leaving the file untouched, when `path` is not an
+        SQLite database or holds tables this catalog cannot use.
+        """
+        self.path = Path(path)
+        _check_sqlite_file(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S))
+        except sqlite3.Error as e:
+            raise CatalogError(f"cannot open catalog {self.path}: {e}") from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise CatalogError(f"cannot open catalog {self.path}: {e}") from None
+        except CatalogError:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        conn = self.db.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        # Everything up to _ensure_schema only reads, so a file we refuse is left as it was.
+        existing = set(self.db.table_names())
+        version = self._check_compatible(existing)
+        self.db.enable_wal()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # A database made by LEMUR itself declares stat.prm REFERENCES prm(uid),
+        # which SQLite cannot enforce ("foreign key mismatch" on every insert);
+        # such a file keeps LEMUR's own unenforced behaviour.
+        lemur_made = conn.execute("SELECT 1 FROM pragma_foreign_key_list('stat') "
+                                  "WHERE \"table\" = 'prm'").fetchone()
+        if not lemur_made:
+            conn.execute("PRAGMA foreign_keys = ON")
+        # A reader opening a complete catalog must not write: the driver may hold the write lock.
+        if version != SCHEMA_VERSION or not existing.issuperset(LEMUR_TABLES + OWN_TABLES):
+            with self._write() as w:
+                for statement in _statements(_LEMUR_SCHEMA + _OWN_SCHEMA):
+                    w.execute(statement)
+                w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                          (str(SCHEMA_VERSION),))
+
+    def _check_compatible(self, existing: set[str]) -> int | None:
+        """Raise CatalogError unless the file is empty, a catalog, or a LEMUR database; return its schema version."""
+        if existing and "meta" not in existing and not {"nn", "stat"} <= existing:
+            raise CatalogError(f"{self.path} is an SQLite database but not a catalog; choose another path")
+        for table, wanted in _schema_columns().items():
+            if table in existing:
+                missing = set(wanted) - {c.name for c in self.db[table].columns}
+                if missing:
+                    raise CatalogError(f"{self.path}: table {table} lacks columns "
+                                       f"{', '.join(sorted(missing))}; not a usable catalog")
+        if "meta" not in existing:
+            return None
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise CatalogError(f"{self.path} has catalog schema {version}, newer than this "
+                               f"nas-agent's {SCHEMA_VERSION}; upgrade nas-agent")
+        return version
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction: committed at the end, rolled back on any exception."""
+        conn = self.db.conn
+        with conn:
+            # IMMEDIATE takes the write lock up front (waiting up to the busy
+            # timeout); a deferred transaction that reads first and writes later
+            # fails at once with SQLITE_BUSY if another connection wrote between.
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+
+    def _rows(self, sql: str, params=()) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    # --- code tables ---------------------------------------------------------
+
+    def register_transform(self, name: str, code: str) -> None:
+        """Store (or update) the source of a transform; idempotent."""
+        self._register_code("transform", name, code)
+
+    def register_metric(self, name: str, code: str) -> None:
+        """Store (or update) the source of a metric; idempotent."""
+        self._register_code("metric", name, code)
+
+    def _register_code(self, table: str, name: str, code: str) -> None:
+        with self._write() as w:
+            w.execute(f"INSERT INTO {table} (name, code, id) VALUES (?, ?, ?) "
+                      "ON CONFLICT (name) DO UPDATE SET code = excluded.code, id = excluded.id",
+                      (name, code, _md5(code)))
+
+    # --- models --------------------------------------------------------------
+
+    def add_model(self, rec: ModelRecord, run_id: str | None = None) -> bool:
+        """Insert the model's code and record, queued, with a 'queued' event; False if the name exists.
+
+        Raises CatalogError when the same code hash is already catalogued under another name.
+        """
+        now = _utc_now()
+        with self._write() as w:
+            if w.execute("SELECT 1 FROM nn WHERE name = ?", (rec.name,)).fetchone():
+                return False
+            twin = w.execute("SELECT name FROM model WHERE code_hash = ?", (rec.code_hash,)).fetchone()
+            if twin:
+                raise CatalogError(f"code hash {rec.code_hash[:8]} is already catalogued as {twin[0]}")
+            w.execute("INSERT INTO nn (name, code, id) VALUES (?, ?, ?)", (rec.name, rec.code, rec.code_hash))
+            w.execute(
+                "INSERT INTO model (name, family, task, dataset, metric, code_hash, struct_hash, "
+                "template_params, parent, origin, n_params, status, run_id, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (rec.name, rec.family, rec.task, rec.dataset, rec.metric, rec.code_hash, rec.struct_hash,
+                 json.dumps(rec.template_params, sort_keys=True, default=str), rec.parent, rec.origin,
+                 rec.n_params, run_id, now, now))
+            self._insert_event(w, rec.name, "queued", None, None, run_id, now)
+        return True
+
+    def get_model(self, name: str) -> dict | None:
+        """The model's row plus its `code`, with template_params decoded; None if unknown."""
+        rows = self._rows("SELECT m.*, n.code FROM model m JOIN nn n ON n.name = m.name "
+                          "WHERE m.name = ?", (name,))
+        return _decode_model(rows[0]) if rows else None
+
+    def resolve_name(self, text: str) -> str | None:
+        """The model named `text`, or the only one whose name contains it (such as its hash)."""
+        if self.get_model(text) is not None:
+            return text
+        matches = self._rows("SELECT name FROM nn WHERE instr(name, ?) > 0 LIMIT 2", (text,))
+        return matches[0]["name"] if len(matches) == 1 else None
+
+    def find_by_code_hash(self, code_hash: str) -> str | None:
+        """Name of the model with this normalised-code hash, if any."""
+        rows = self._rows("SELECT name FROM model WHERE code_hash = ?", (code_hash,))
+        return rows[0]["name"] if rows else None
+
+    def find_by_struct_hash(self, struct_hash: str) -> list[str]:
+        """Names of the models sharing this structure hash, oldest first."""
+        rows = self._rows("SELECT name FROM model WHERE struct_hash = ? ORDER BY rowid", (struct_hash,))
+        return [r["name"] for r in rows]
+
+    def set_status(self, name: str, status: str, reason: str | None = None,
+                   run_id: str | None = None, stage: str | None = None) -> None:
+        """Move a model to `status` and log an event of that kind, atomically."""
+        if status not in MODEL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(MODEL_STATUSES)}, not {status!r}")
+        now = _utc_now()
+        with self._write() as w:
+            changed = w.execute("UPDATE model SET status = ?, reason = ?, updated = ?, "
+                                "run_id = COALESCE(?, run_id) WHERE name = ?",
+                                (status, reason, now, run_id, name)).rowcount
+            if not changed:
+                raise CatalogError(f"no model named {name} in the catalog")
+            self._insert_event(w, name, status, stage, reason, run_id, now)
+
+    def set_model_facts(self, name: str, *, n_params: int | None = None,
+                        struct_hash: str | None = None) -> None:
+        """Fill in facts learnt after the model was added; None leaves a fact as it is."""
+        with self._write() as w:
+            changed = w.execute("UPDATE model SET n_params = COALESCE(?, n_params), "
+                                "struct_hash = COALESCE(?, struct_hash), updated = ? WHERE name = ?",
+                                (n_params, struct_hash, _utc_now(), name)).rowcount
+            if not changed:
+                raise CatalogError(f"no model named {name} in the catalog")
+
+    def models(self, status: str | None = None, task: str | None = None) -> list[dict]:
+        """Model rows (without code) in the order they were added, optionally filtered."""
+        rows = self._rows("SELECT * FROM model WHERE (:status IS NULL OR status = :status) "
+                          "AND (:task IS NULL OR task = :task) ORDER BY rowid",
+                          {"status": status, "task": task})
+        return [_decode_model(r) for r in rows]
+
+    # --- results -------------------------------------------------------------
+
+    def record_epoch(self, rec: EpochRecord) -> str:
+        """Store one finished epoch (prm, stat and train_stat rows) atomically; return the stat id.
+
+        Recording the same epoch of the same trial again overwrites it. The model,
+        transform and metric must already be in the catalog.
+        """
+        uid = prm_uid(rec.prm)
+        stat_id = _md5(f"{rec.nn}|{uid}|{rec.transform}|{rec.metric}|{rec.epoch}")
+        with self._write() as w:
+            known = w.execute("SELECT EXISTS (SELECT 1 FROM nn WHERE name = ?), "
+                              "EXISTS (SELECT 1 FROM transform WHERE name = ?), "
+                              "EXISTS (SELECT 1 FROM metric WHERE name = ?)",
+                              (rec.nn, rec.transform, rec.metric)).fetchone()
+            for ok, what, name in zip(known, ("model", "transform", "metric"),
+                                      (rec.nn, rec.transform, rec.metric)):
+                if not ok:
+                    raise CatalogError(f"no {what} named {name} in the catalog; add or register it first")
+            # prm has no unique key (LEMUR's layout), so write a trial's rows only once.
+            if not w.execute("SELECT 1 FROM prm WHERE uid = ? LIMIT 1", (uid,)).fetchone():
+                w.executemany("INSERT INTO prm (uid, name, value) VALUES (?, ?, ?)",
+                              [(uid, k, _prm_value(v)) for k, v in sorted(rec.prm.items())])
+            w.execute(_UPSERT_STAT, {
+                "id": stat_id, "accuracy": rec.accuracy, "epoch": rec.epoch,
+                "duration": round(rec.duration_s * 1e9),  # LEMUR keeps nanoseconds
+                "task": rec.task, "dataset": rec.dataset, "nn": rec.nn,
+                "transform": rec.transform, "metric": rec.metric, "prm": uid})
+            w.execute(_UPSERT_TRAIN_STAT, {
+                "stat_id": stat_id, "train_loss": rec.train_loss, "test_loss": rec.test_loss,
+                "train_accuracy": rec.train_accuracy, "samples_per_second": rec.samples_per_second,
+                "epoch_max": rec.epoch_max, "gpu_type": rec.gpu_type,
+                "gpu_memory_kb": rec.gpu_memory_kb, "occupied_ram_kb": rec.occupied_ram_kb})
+        return stat_id
+
+    def epochs(self, name: str) -> list[dict]:
+        """The model's stat rows joined with train_stat, by epoch; `duration` in ns, `seconds` in s."""
+        return self._rows("SELECT s.*, s.duration / 1e9 AS seconds, t.* FROM stat s "
+                          "LEFT JOIN train_stat t ON t.stat_id = s.id "
+                          "WHERE s.nn = ? ORDER BY s.epoch, s.prm", (name,))
+
+    def leaderboard(self, task: str | None = None, top: int | None = None,
+                    origin: str | None = None, names: list[str] | None = None) -> list[dict]:
+        """One row per model with results, best accuracy first (ties: fewer parameters first).
+
+        Keys: rank, name, family, task, dataset, accuracy (the best), epoch (of the
+        best), n_params, seconds_per_epoch (mean), origin, status. `names` limits the
+        ranking to those models (e.g. the ones one run trained).
+        """
+        rows = self._rows(_LEADERBOARD, {"task": task, "origin": origin,
+                                         "names": None if names is None else json.dumps(list(names)),
+                                         "top": -1 if top is None else top})
+        return [{"rank": i, **row} for i, row in enumerate(rows, start=1)]
+
+    def lemur_rows(self, only_best_accuracy: bool = False, task: str | None = None,
+                   dataset: str | None = None, metric: str | None = None,
+                   nn: str | None = None, epoch: int | None = None) -> list[dict]:
+        """The rows of LEMUR's data(), `prm` rebuilt as a dict; see nas_agent.catalog.lemur.data."""
+        rows = self._rows(_LEMUR_ROWS, {"task": task, "dataset": dataset, "metric": metric,
+                                        "nn": nn, "epoch": epoch, "only_best": int(only_best_accuracy)})
+        prm: dict[str, dict] = {}
+        uids = json.dumps(sorted({r["prm"] for r in rows if r["prm"]}))
+        for p in self._rows("SELECT uid, name, value FROM prm "
+                            "WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY rowid", (uids,)):
+            prm.setdefault(p["uid"], {})[p["name"]] = p["value"]
+        for r in rows:
+            r["prm"] = prm.get(r["prm"], {})
+        return rows
+
+    # --- runs and events -----------------------------------------------------
+
+    def start_run(self, command: str, config: dict) -> str:
+        """Open a run and return its id, e.g. ``20261122-153000-ab12``."""
+        now = datetime.now(timezone.utc)
+        run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        with self._write() as w:
+            w.execute("INSERT INTO run (id, command, config, started, status) VALUES (?, ?, ?, ?, 'running')",
+                      (run_id, command, json.dumps(config, sort_keys=True, default=str),
+                       now.isoformat(timespec="seconds")))
+        return run_id
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Close a run with a final status (finished, interrupted or failed)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
+        with self._write() as w:
+            if not w.execute("UPDATE run SET status = ?, ended = ? WHERE id = ?",
+                             (status, _utc_now(), run_id)).rowcount:
+                raise CatalogError(f"no run {run_id} in the catalog")
+
+    def runs(self) -> list[dict]:
+        """All runs, oldest first, config decoded."""
+        rows = self._rows("SELECT * FROM run ORDER BY started, id")
+        return [{**r, "config": json.loads(r["config"]) if r["config"] else {}} for r in rows]
+
+    def add_event(self, nn: str | None, kind: str, stage: str | None = None,
+                  reason: str | None = None, run_id: str | None = None) -> None:
+        """Append one event to the log (e.g. a rejected proposal, with its stage and reason)."""
+        with self._write() as w:
+            self._insert_event(w, nn, kind, stage, reason, run_id, _utc_now())
+
+    @staticmethod
+    def _insert_event(w: sqlite3.Connection, nn, kind, stage, reason, run_id, at) -> None:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, not {kind!r}")
+        w.execute("INSERT INTO event (run_id, nn, kind, stage, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                  (run_id, nn, kind, stage, reason, at))
+
+    def events(self, nn: str | None = None, kind: str | None = None) -> list[dict]:
+        """Events in the order they happened, optionally for one model and/or one kind."""
+        return self._rows("SELECT * FROM event WHERE (:nn IS NULL OR nn = :nn) "
+                          "AND (:kind IS NULL OR kind = :kind) ORDER BY id", {"nn": nn, "kind": kind})
+
+    def lineage(self, name: str) -> list[str]:
+        """Ancestors of `name` from the root down to `name` itself; [] for an unknown model.
+
+        A parent outside the catalog (e.g. a template) ends the chain as its root.
+        """
+        if self.get_model(name) is None:
+            return []
+        chain = [name]
+        parent = self._parent(name)
+        # The `not in chain` guard stops a hand-edited cycle from looping forever.
+        while parent and parent not in chain:
+            chain.append(parent)
+            parent = self._parent(parent)
+        return chain[::-1]
+
+    def _parent(self, name: str) -> str | None:
+        rows = self._rows("SELECT parent FROM model WHERE name = ?", (name,))
+        return rows[0]["parent"] if rows else None
+
+
+def _decode_model(row: dict) -> dict:
+    params = row.get("template_params")
+    return {**row, "template_params": json.loads(params) if params else {}}

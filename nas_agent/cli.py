@@ -1,0 +1,354 @@
+"""The `nas-agent` command line: generate, train, sweep, leaderboard, show, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from nas_agent.catalog import Catalog, CatalogError
+from nas_agent.config import Config, ConfigError, load_config
+from nas_agent.data import DatasetError, resolve_cifar10
+from nas_agent.export import ExportError, export_candidate
+from nas_agent.search.sweep import CandidateError, Trainer, read_candidate, register
+from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="LLM-assisted neural architecture search over fractal templates, on CIFAR-10.")
+console = Console()
+err = Console(stderr=True)
+
+USER_ERRORS = (ConfigError, DatasetError, CatalogError, CandidateError, TemplateError, ExportError, FileNotFoundError)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line saying what went wrong and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _config(config: Optional[Path], **overrides) -> Config:
+    cfg = load_config(config)
+    mapping = {"epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
+               "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",
+               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb"}
+    values = {mapping[k]: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
+    return cfg.with_overrides(values)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Run configuration (TOML path or a name in conf/).")
+CatalogOpt = typer.Option(None, "--catalog", help="Catalog database (default: the config's, runs/catalog.sqlite).")
+
+
+def _catalog_path(catalog: Optional[Path], config: Optional[Path] = None) -> Path:
+    return catalog if catalog is not None else Path(load_config(config).catalog)
+
+
+def _open_catalog(path: Path, must_exist: bool = True) -> Catalog:
+    if must_exist and not path.exists():
+        fail(f"no catalog at {path}; train something first (nas-agent train/sweep) or pass --catalog")
+    return Catalog(path)
+
+
+@app.command()
+def generate(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the candidate files."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Write at most this many variants."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling order."),
+    count: bool = typer.Option(False, "--count", help="Only print how many unique variants the space holds."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Template file (default: the config's)."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Write candidate files from the fractal template space."""
+    try:
+        cfg = load_config(config)
+        space = FractalSpace.from_config(cfg.space)
+        if count:
+            console.print(len(space))
+            return
+        if out is None:
+            fail("--out DIR is required (or pass --count)")
+        tmpl = load_template(template or cfg.template)
+        variants = space.sample(limit, seed)
+        with _progress() as progress:
+            task = progress.add_task("rendering", total=len(variants))
+            written = generate_candidates(tmpl, variants, out, on_written=lambda c: progress.advance(task))
+    except (ValueError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    console.print(f"wrote {len(written)} unique {tmpl.family} candidates to {out} "
+                  f"(space: {len(space)} variants, seed {seed})")
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_failed: bool,
+                 command: str) -> int:
+    """Register and train files; returns the process exit code."""
+    catalog = Catalog(cfg.catalog)
+    run_id = catalog.start_run(command, cfg.to_dict())
+    status = "failed"
+    try:
+        candidates, rejected = [], 0
+        for path in files:
+            try:
+                candidate = read_candidate(path)
+            except CandidateError as exc:
+                rejected += 1
+                catalog.add_event(str(path), "rejected", stage=exc.verdict.stage, reason=exc.verdict.reason,
+                                  run_id=run_id)
+                err.print(f"[yellow]rejected[/] {exc}", highlight=False)
+                continue
+            candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
+        todo, skipped = [], 0
+        for name in dict.fromkeys(candidates):
+            state = catalog.get_model(name)["status"]
+            if state == "done" or (state == "failed" and not retry_failed):
+                skipped += 1
+            else:
+                todo.append(name)
+        if skipped:
+            console.print(f"{skipped} candidate(s) already finished in {cfg.catalog}: skipped"
+                          + ("" if retry_failed else " (failed ones too; --retry-failed trains them again)"))
+        if not todo:
+            status = "finished"
+            return 1 if rejected else 0
+        cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
+        summary = _run_with_progress(catalog, cfg, cache, todo, jobs, run_id)
+        _print_leaderboard(catalog.leaderboard(task=cfg.task, names=todo), title="this run")
+        console.print(f"trained {len(summary.trained)}, failed {len(summary.failed)}, "
+                      f"interrupted {len(summary.interrupted)}, rejected {rejected}; catalog: {cfg.catalog}")
+        for name in summary.failed:
+            console.print(f"[red]failed[/] {name}: {catalog.get_model(name)['reason']}", highlight=False)
+        status = "finished"
+        return 1 if (summary.failed or rejected) else 0
+    except KeyboardInterrupt:
+        status = "interrupted"
+        err.print("interrupted: candidates in training were stopped and re-queued; run the same command to resume")
+        return 130
+    finally:
+        catalog.end_run(run_id, status)
+        catalog.close()
+
+
+def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
+    with _progress() as progress:
+        overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
+        rows: dict[str, int] = {}
+
+        def on_progress(name: str, event: dict) -> None:
+            kind = event.get("event")
+            short = name.rsplit("_", 1)[-1]
+            if kind == "launch":
+                rows[name] = progress.add_task(f"  {short}", total=cfg.train.epochs)
+            elif kind == "epoch" and name in rows:
+                progress.update(rows[name], completed=event["epoch"],
+                                description=f"  {short} acc {event['test_accuracy']:.3f}")
+            elif kind in ("outcome", "cancelled"):
+                if name in rows:
+                    progress.remove_task(rows.pop(name))
+                progress.advance(overall)
+
+        trainer = Trainer(catalog, cfg, cache, run_id=run_id, jobs=jobs, on_progress=on_progress)
+        return trainer.train(names)
+
+
+@app.command()
+def train(
+    file: Path = typer.Argument(..., help="Candidate file (LEMUR contract)."),
+    config: Optional[Path] = ConfigOpt,
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="CIFAR-10: torchvision root, or folder/.tar.gz of train/<class>/*.jpg."),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=0, help="Train on N images (0: all)."),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", min=0, help="Test on M images (0: all)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    catalog: Optional[Path] = CatalogOpt,
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock limit for the candidate."),
+    origin: str = typer.Option("manual", "--origin", help="Origin recorded in the catalog."),
+) -> None:
+    """Train one candidate in a sandboxed child process and record it."""
+    try:
+        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
+                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds)
+        if not file.exists():
+            fail(f"no such file: {file}")
+        code = _train_files([file], cfg, 1, origin, retry_failed=True, command=_command_line())
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def sweep(
+    directory: Optional[Path] = typer.Argument(
+        None, help="Folder of candidate files (*.py). Omitted: sample --limit variants of the template space."),
+    config: Optional[Path] = ConfigOpt,
+    catalog: Optional[Path] = CatalogOpt,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Candidates trained at once."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, help="Without DIR: how many variants to sample."),
+    seed: int = typer.Option(0, "--seed", help="Without DIR: seed of the sample."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=0),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", min=0),
+    device: Optional[str] = typer.Option(None, "--device"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock limit per candidate."),
+    origin: str = typer.Option("generator", "--origin"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train candidates that failed before again."),
+) -> None:
+    """Train every candidate in a folder (or a sample of the space); re-running resumes."""
+    try:
+        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
+                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds)
+        if directory is None:
+            directory = Path(cfg.catalog).parent / "candidates"
+            template = load_template(cfg.template)
+            space = FractalSpace.from_config(cfg.space)
+            files = [c.path for c in generate_candidates(template, space.sample(limit, seed), directory)]
+            console.print(f"sampled {len(files)} of {len(space)} {template.family} variants into {directory}")
+        elif not directory.is_dir():
+            fail(f"not a folder: {directory}")
+        else:
+            files = sorted(directory.glob("*.py"))
+        if not files:
+            fail(f"no candidate files (*.py) in {directory}; make some with: nas-agent generate --out {directory}")
+        code = _train_files(files, cfg, jobs, origin, retry_failed, command=_command_line())
+    except (ValueError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+def _command_line() -> str:
+    return " ".join(["nas-agent", *sys.argv[1:]])
+
+
+LEADERBOARD_COLUMNS = ("rank", "name", "accuracy", "epoch", "n_params", "seconds_per_epoch", "origin", "status")
+
+
+def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
+    table = Table(title=title)
+    for column in ("rank", "name", "best acc", "epoch", "params", "s/epoch", "origin"):
+        # Names end in the hash that tells candidates apart: wrap them rather than cut them.
+        table.add_column(column, justify="right" if column not in ("name", "origin") else "left",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(str(row["rank"]), row["name"], f"{row['accuracy']:.4f}", str(row["epoch"]),
+                      f"{row['n_params']:,}" if row["n_params"] is not None else "?",
+                      f"{row['seconds_per_epoch']:.1f}", row["origin"] or "")
+    console.print(table)
+
+
+@app.command()
+def leaderboard(
+    catalog: Optional[Path] = CatalogOpt,
+    top: Optional[int] = typer.Option(None, "--top", "-k", min=1),
+    task: Optional[str] = typer.Option(None, "--task"),
+    origin: Optional[str] = typer.Option(None, "--origin"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+) -> None:
+    """Rank trained candidates by best test accuracy."""
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            rows = cat.leaderboard(task=task, top=top, origin=origin)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    rows = [{k: row.get(k) for k in LEADERBOARD_COLUMNS} for row in rows]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=LEADERBOARD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    elif not rows:
+        console.print("no trained candidates yet")
+    else:
+        _print_leaderboard(rows)
+
+
+def _resolve_name(cat: Catalog, name: str) -> str:
+    match = cat.resolve_name(name)
+    if match is None:
+        fail(f"no candidate named {name!r} in the catalog (a unique part of the name, such as the hash, works too)")
+    return match
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Candidate name, or a unique part of it such as its hash."),
+    catalog: Optional[Path] = CatalogOpt,
+    code: bool = typer.Option(True, "--code/--no-code", help="Print the source."),
+) -> None:
+    """Print a candidate's code, lineage and per-epoch metrics."""
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            name = _resolve_name(cat, name)
+            model = cat.get_model(name)
+            epochs = cat.epochs(name)
+            lineage = cat.lineage(name)
+            events = cat.events(nn=name)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    console.print(f"[bold]{name}[/]  family {model['family']}  origin {model['origin']}  "
+                  f"status {model['status']}" + (f" ({model['reason']})" if model["reason"] else ""), highlight=False)
+    console.print(f"params {model['n_params'] if model['n_params'] is not None else '?'}  "
+                  f"code hash {model['code_hash'][:16]}  created {model['created']}", highlight=False)
+    if model["template_params"]:
+        console.print("template parameters: " + json.dumps(model["template_params"]), highlight=False)
+    console.print("lineage: " + " -> ".join(lineage), highlight=False)
+    if epochs:
+        table = Table(title="per-epoch metrics")
+        for column in ("epoch", "test acc", "test loss", "train loss", "train acc", "seconds", "img/s"):
+            table.add_column(column, justify="right")
+        fmt = lambda v, f: "" if v is None else format(v, f)
+        for e in epochs:
+            table.add_row(str(e["epoch"]), fmt(e["accuracy"], ".4f"), fmt(e["test_loss"], ".4f"),
+                          fmt(e["train_loss"], ".4f"), fmt(e["train_accuracy"], ".4f"),
+                          fmt(e["seconds"], ".1f"), fmt(e["samples_per_second"], ".0f"))
+        console.print(table)
+    if events:
+        console.print("events: " + ", ".join(f"{e['kind']}" + (f" ({e['reason']})" if e["reason"] else "")
+                                             for e in events[-8:]), highlight=False)
+    if code:
+        console.print(Syntax(model["code"], "python", line_numbers=False))
+
+
+@app.command()
+def export(
+    name: Optional[str] = typer.Argument(None, help="Candidate name (or unique part); omit with --top."),
+    top: Optional[int] = typer.Option(None, "--top", "-k", min=1, help="Export the K best."),
+    out: Path = typer.Option(Path("runs/exports"), "--out", "-o"),
+    catalog: Optional[Path] = CatalogOpt,
+    task: Optional[str] = typer.Option(None, "--task"),
+) -> None:
+    """Write standalone Python files (LEMUR contract) with their metrics and recipe in a header."""
+    if (name is None) == (top is None):
+        fail("give either a NAME or --top K")
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            names = [_resolve_name(cat, name)] if name else [r["name"] for r in cat.leaderboard(task=task, top=top)]
+            if not names:
+                fail("no trained candidates to export")
+            paths = [export_candidate(cat, n, out) for n in names]
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    for path in paths:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

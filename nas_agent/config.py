@@ -1,0 +1,172 @@
+"""One configuration object per run: loaded from conf/*.toml, overridable from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+
+class ConfigError(ValueError):
+    """An unreadable or invalid configuration; the message is one line saying what to fix."""
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe every candidate of a run gets."""
+
+    epochs: int = 5
+    batch_size: int = 512
+    eval_batch_size: int = 1000
+    optimizer: str = "sgd"              # sgd | adamw
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"          # onecycle | constant | cosine
+    warmup_fraction: float = 0.2        # onecycle: share of steps spent warming up
+    label_smoothing: float = 0.1
+    dropout: float = 0.1
+    crop_padding: int = 4               # 0 disables random crop
+    flip: bool = True
+    grad_clip: float = 0.0              # 0 disables clipping
+    amp: str = "auto"                   # auto (bf16 on CUDA) | off
+    channels_last: str = "auto"         # auto (on CUDA) | on | off
+    checkpoint_blocks: bool = False     # activation checkpointing of fractal blocks
+    loop: str = "fast"                  # fast: the trainer drives forward | contract: Net.train_setup/learn
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    dir: str = ""                        # empty: $NAS_AGENT_DATA, else torchvision's download
+    cache_dir: str = ""                  # empty: $NAS_AGENT_CACHE or ~/.cache/nas-agent
+    train_subset: int = 0                # 0: all 50,000
+    test_subset: int = 0                 # 0: all 10,000
+
+
+@dataclass
+class LimitsConfig:
+    """Per-candidate limits enforced on the child process."""
+
+    seconds: float = 3600.0              # wall clock, whole candidate
+    memory_mb: int = 16384               # address space of the child on CPU
+    threads: int = 0                     # torch threads per child; 0: cores / jobs
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    catalog: str = "runs/catalog.sqlite"
+    checkpoints: str = "runs/checkpoints"
+    task: str = "img-classification"
+    dataset: str = "cifar-10"
+    template: str = "templates/fractalnet.py"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with dotted keys replaced (`train.epochs`, `data.dir`, `device`); None values are ignored."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return from_dict(data, source="command line")
+
+
+SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig}
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    """Instantiate a config dataclass, checking key names and value types against its defaults."""
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if cls is Config and key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            value = _build(SECTIONS[key], value, f"{where} [{key}]")
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, type(default)) or (isinstance(value, bool) and not isinstance(default, bool)):
+            raise ConfigError(f"{where}: {key} must be {type(default).__name__}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check(config: Config, where: str) -> Config:
+    t = config.train
+    problems = []
+    if t.epochs < 1:
+        problems.append("train.epochs must be at least 1")
+    if t.batch_size < 1 or t.eval_batch_size < 1:
+        problems.append("train.batch_size and train.eval_batch_size must be positive")
+    if t.lr <= 0:
+        problems.append("train.lr must be positive")
+    if t.optimizer not in ("sgd", "adamw"):
+        problems.append(f"train.optimizer must be sgd or adamw, not {t.optimizer!r}")
+    if t.schedule not in ("onecycle", "constant", "cosine"):
+        problems.append(f"train.schedule must be onecycle, constant or cosine, not {t.schedule!r}")
+    if t.amp not in ("auto", "off") or t.channels_last not in ("auto", "on", "off"):
+        problems.append("train.amp must be auto|off and train.channels_last auto|on|off")
+    if t.loop not in ("fast", "contract"):
+        problems.append(f"train.loop must be fast or contract, not {t.loop!r}")
+    if not 0 <= t.dropout < 1 or not 0 <= t.label_smoothing < 1:
+        problems.append("train.dropout and train.label_smoothing must be in [0, 1)")
+    if config.data.train_subset < 0 or config.data.test_subset < 0:
+        problems.append("data subsets must be >= 0")
+    if config.limits.seconds <= 0 or config.limits.memory_mb <= 0:
+        problems.append("limits.seconds and limits.memory_mb must be positive")
+    if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
+        problems.append(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return config
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain dict (as parsed from TOML) into a Config."""
+    return _check(_build(Config, data, source), source)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a TOML config (a path, or a name in conf/ such as `paper`); None gives conf/default.toml."""
+    if path is None:
+        path = CONF_DIR / "default.toml"
+    path = Path(path)
+    if not path.exists() and not path.suffix and (CONF_DIR / f"{path}.toml").exists():
+        path = CONF_DIR / f"{path}.toml"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return from_dict(data, source=str(path))

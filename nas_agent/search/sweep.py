@@ -1,0 +1,236 @@
+"""Train candidate files through sandboxed children and record everything in the catalog.
+
+The driver is the catalog's only writer: children stream events back, this module turns
+them into catalog rows as they arrive, so a killed driver loses at most the epoch in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
+from nas_agent.config import Config
+from nas_agent.space.template import TemplateError, read_family, read_params
+from nas_agent.train.job import TrainJob, TrainOutcome
+from nas_agent.train.sandbox import run_job
+from nas_agent.validate import Verdict, check_contract, code_hash
+
+METRIC = "acc"
+METRIC_CODE = '''import torch
+
+
+def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of samples whose arg-max class is the label."""
+    return (outputs.argmax(1) == labels).float().mean().item()
+'''
+
+
+class CandidateError(ValueError):
+    """A candidate file that cannot be registered; carries the verdict that rejected it."""
+
+    def __init__(self, path: Path, verdict: Verdict):
+        super().__init__(f"{path}: {verdict}")
+        self.verdict = verdict
+
+
+@dataclass(frozen=True)
+class CandidateFile:
+    """A candidate read from disk and checked statically (its code is never run here)."""
+
+    path: Path
+    source: str
+    code_hash: str
+    family: str
+    template_params: dict
+
+    def name(self, config: Config) -> str:
+        return lemur_name(config.task, config.dataset, METRIC, self.family, self.code_hash)
+
+
+def read_candidate(path: str | Path) -> CandidateFile:
+    """Read and contract-check a candidate file; raise CandidateError with the verdict otherwise."""
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CandidateError(path, Verdict.reject("parse", f"cannot read file: {exc}")) from None
+    verdict = check_contract(source)
+    if not verdict.ok:
+        raise CandidateError(path, verdict)
+    try:
+        params = read_params(source)
+    except TemplateError:
+        params = {}  # a hand-written file need not come from a template
+    return CandidateFile(path, source, code_hash(source), read_family(source, default=path.stem), params)
+
+
+def transform_of(config: Config) -> tuple[str, str]:
+    """LEMUR transform name and the equivalent torchvision code of the run's augmentation."""
+    t = config.train
+    parts, steps = [], []
+    if t.crop_padding:
+        parts.append(f"crop{t.crop_padding}")
+        steps.append(f"transforms.RandomCrop(32, padding={t.crop_padding}, padding_mode='reflect')")
+    if t.flip:
+        parts.append("flip")
+        steps.append("transforms.RandomHorizontalFlip()")
+    parts.append("norm")
+    steps += ["transforms.ToTensor()", "transforms.Normalize(*norm)"]
+    body = ",\n        ".join(steps)
+    code = ("import torchvision.transforms as transforms\n\n\n"
+            f"def transform(norm):\n    return transforms.Compose([\n        {body},\n    ])\n")
+    return "_".join(parts), code
+
+
+def trial_prm(config: Config) -> dict:
+    """The hyperparameters of a trial, as LEMUR's prm table stores them."""
+    t = config.train
+    return {
+        "lr": t.lr, "momentum": t.momentum, "dropout": t.dropout, "batch": t.batch_size,
+        "epoch": t.epochs, "transform": transform_of(config)[0], "optimizer": t.optimizer,
+        "schedule": t.schedule, "weight_decay": t.weight_decay, "label_smoothing": t.label_smoothing,
+        "seed": t.seed, "train_subset": config.data.train_subset, "test_subset": config.data.test_subset,
+    }
+
+
+def register(catalog: Catalog, candidate: CandidateFile, config: Config, *, origin: str,
+             parent: str | None = None, run_id: str | None = None) -> str:
+    """Add the candidate to the catalog (queued) unless it is there already; return its name."""
+    name = candidate.name(config)
+    catalog.add_model(ModelRecord(
+        name=name, code=candidate.source, family=candidate.family, task=config.task,
+        dataset=config.dataset, metric=METRIC, code_hash=candidate.code_hash,
+        template_params=candidate.template_params, parent=parent, origin=origin), run_id=run_id)
+    return name
+
+
+@dataclass
+class SweepSummary:
+    trained: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+
+
+def run_dir_of(config: Config) -> Path:
+    """Checkpoints and sandboxes live beside the catalog."""
+    return Path(config.catalog).resolve().parent
+
+
+def _fingerprint(model: dict, config: Config) -> str:
+    recipe = json.dumps({"code": model["code_hash"], "train": config.to_dict()["train"],
+                         "data": [config.data.train_subset, config.data.test_subset]}, sort_keys=True)
+    return hashlib.sha256(recipe.encode()).hexdigest()
+
+
+class Trainer:
+    """Trains catalog candidates in sandboxed children, `jobs` at a time, recording as results arrive."""
+
+    def __init__(self, catalog: Catalog, config: Config, dataset_cache: Path, *, run_id: str | None = None,
+                 jobs: int = 1, on_progress: Callable[[str, dict], None] = lambda name, event: None):
+        self.catalog, self.config, self.dataset_cache = catalog, config, Path(dataset_cache)
+        self.run_id, self.jobs, self.on_progress = run_id, max(1, jobs), on_progress
+        self.transform, transform_code = transform_of(config)
+        catalog.register_transform(self.transform, transform_code)
+        catalog.register_metric(METRIC, METRIC_CODE)
+        self.prm = trial_prm(config)
+        self.cancel = threading.Event()
+
+    def _job(self, name: str) -> TrainJob:
+        model = self.catalog.get_model(name)
+        run_dir = run_dir_of(self.config)
+        source = run_dir / "sandbox" / "sources" / f"{name}.py"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(model["code"])
+        threads = self.config.limits.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        return TrainJob(
+            name=name, source_path=str(source), dataset_cache=str(self.dataset_cache),
+            train=self.config.to_dict()["train"], train_subset=self.config.data.train_subset,
+            test_subset=self.config.data.test_subset, device=self.config.device,
+            checkpoint=str(run_dir / "checkpoints" / f"{name}.pt"), fingerprint=_fingerprint(model, self.config),
+            seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads)
+
+    def _record_epoch(self, name: str, event: dict, gpu: str | None) -> None:
+        self.catalog.record_epoch(EpochRecord(
+            nn=name, epoch=event["epoch"], accuracy=event["test_accuracy"], duration_s=event["seconds"],
+            prm=self.prm, transform=self.transform, metric=METRIC, task=self.config.task,
+            dataset=self.config.dataset, train_loss=event.get("train_loss"), test_loss=event.get("test_loss"),
+            train_accuracy=event.get("train_accuracy"), samples_per_second=event.get("samples_per_second"),
+            epoch_max=self.config.train.epochs, gpu_type=gpu, gpu_memory_kb=event.get("peak_gpu_memory_kb"),
+            occupied_ram_kb=event.get("peak_rss_kb")))
+
+    def train(self, names: Iterable[str]) -> SweepSummary:
+        """Train each named candidate; failures are recorded and the others go on."""
+        names = list(names)
+        summary = SweepSummary()
+        inbox: queue.Queue = queue.Queue()
+        run_dir = run_dir_of(self.config)
+
+        def work(name: str, job: TrainJob) -> None:
+            if self.cancel.is_set():
+                inbox.put((name, {"event": "cancelled"}))
+                return
+            inbox.put((name, {"event": "launch"}))
+            try:
+                outcome = run_job(job, run_dir / "sandbox" / name,
+                                  on_event=lambda event: inbox.put((name, event)), cancel=self.cancel)
+            except Exception as exc:  # the sandbox itself failed (disk full, fork failed): record, go on
+                outcome = TrainOutcome(name=name, ok=False, reason=f"sandbox error: {exc}")
+            inbox.put((name, {"event": "outcome", "outcome": outcome}))
+
+        gpus: dict[str, str | None] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            for name in names:
+                pool.submit(work, name, self._job(name))
+            remaining = len(names)
+            try:
+                while remaining:
+                    name, event = inbox.get()
+                    remaining -= self._handle(name, event, gpus, summary)
+            except KeyboardInterrupt:
+                self.cancel.set()
+                while remaining:  # children are being killed; record how each one ended
+                    name, event = inbox.get()
+                    remaining -= self._handle(name, event, gpus, summary)
+                raise
+            finally:
+                self.cancel.set()
+        return summary
+
+    def _handle(self, name: str, event: dict, gpus: dict, summary: SweepSummary) -> int:
+        """Record one event; return 1 when it ends that candidate's job."""
+        kind = event.get("event")
+        self.on_progress(name, event)
+        if kind == "launch":
+            previous = self.catalog.get_model(name)["status"]
+            self.catalog.set_status(name, "running", run_id=self.run_id,
+                                    reason="resumed after an interrupted run" if previous == "running" else None)
+        elif kind == "started":
+            gpus[name] = event.get("gpu")
+            self.catalog.set_model_facts(name, n_params=event.get("n_params"))
+        elif kind == "epoch":
+            self._record_epoch(name, event, gpus.get(name))
+        elif kind == "cancelled":
+            summary.interrupted.append(name)
+            return 1
+        elif kind == "outcome":
+            outcome: TrainOutcome = event["outcome"]
+            if outcome.ok:
+                self.catalog.set_status(name, "done", run_id=self.run_id)
+                summary.trained.append(name)
+            elif outcome.reason.startswith("interrupted"):
+                self.catalog.set_status(name, "queued", reason=outcome.reason, run_id=self.run_id)
+                summary.interrupted.append(name)
+            else:
+                self.catalog.set_status(name, "failed", reason=outcome.reason, stage="train", run_id=self.run_id)
+                summary.failed.append(name)
+            return 1
+        return 0

@@ -1,0 +1,11 @@
+"""The search space: templates, their parameter regions, and the permutation generator."""
+
+from nas_agent.space.fractal import ELEMENT_KINDS, FractalSpace, element_orders
+from nas_agent.space.generate import GeneratedCandidate, candidate_filename, generate_candidates, render_variants
+from nas_agent.space.template import Template, TemplateError, load_template, read_family, read_params, render_params
+
+__all__ = [
+    "ELEMENT_KINDS", "FractalSpace", "GeneratedCandidate", "Template", "TemplateError", "candidate_filename",
+    "element_orders", "generate_candidates", "load_template", "read_family", "read_params", "render_params",
+    "render_variants",
+]

@@ -1,0 +1,50 @@
+"""Plain data passed between the driver and a training child process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainJob:
+    """Everything the child needs: the candidate file, the recipe, the data cache, the limits."""
+
+    name: str
+    source_path: str                 # the candidate file, copied into the sandbox before the run
+    dataset_cache: str               # uint8 tensor cache written by nas_agent.data
+    train: dict[str, Any]            # TrainConfig as a dict
+    train_subset: int = 0
+    test_subset: int = 0
+    device: str = "auto"
+    checkpoint: str | None = None
+    fingerprint: str = ""
+    seconds: float = 3600.0
+    memory_mb: int = 16384
+    threads: int = 0
+    in_shape: tuple[int, ...] = (1, 3, 32, 32)
+    out_shape: tuple[int, ...] = (10,)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainJob":
+        data = json.loads(Path(path).read_text())
+        data["in_shape"], data["out_shape"] = tuple(data["in_shape"]), tuple(data["out_shape"])
+        return cls(**data)
+
+
+@dataclass
+class TrainOutcome:
+    """How a child process ended: done with its epochs, or failed with a reason."""
+
+    name: str
+    ok: bool
+    reason: str = ""
+    n_params: int | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    log_tail: str = ""

@@ -1,0 +1,268 @@
+"""The training loop: whole dataset on the device, batched augmentation, one sync per epoch.
+
+This module runs inside the sandboxed child process (see worker.py). It never opens the
+catalog: it reports each finished epoch through a callback and keeps a checkpoint per
+epoch so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nas_agent.config import TrainConfig
+from nas_agent.data.augment import augment_batch, normalize
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+@dataclass
+class EpochMetrics:
+    """What one finished epoch measured."""
+
+    epoch: int                      # 1-based, as LEMUR counts
+    test_accuracy: float
+    test_loss: float
+    train_loss: float | None
+    train_accuracy: float | None
+    seconds: float                  # training + evaluation wall time of this epoch
+    samples_per_second: float       # training images per second
+    peak_gpu_memory_kb: float | None
+    peak_rss_kb: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without one is an error that says so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Fused kernels on CUDA, multi-tensor (foreach) steps elsewhere: no per-parameter Python loop.
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay, **fast)
+
+
+def _scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_fraction,
+            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
+            cycle_momentum=False)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    if cfg.amp == "auto" and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def _use_channels_last(device: torch.device, cfg: TrainConfig) -> bool:
+    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+
+
+def _peak_rss_kb() -> float:
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+             device: torch.device) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) over a uint8 image tensor, in large batches."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    channels_last = _use_channels_last(device, cfg)
+    for start in range(0, len(x), cfg.eval_batch_size):
+        xb = normalize(x[start:start + cfg.eval_batch_size])
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[start:start + cfg.eval_batch_size]
+        with _autocast(device, cfg):
+            out = model(xb)
+        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    n = max(len(x), 1)
+    return correct.item() / n, loss_sum.item() / n
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+             channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled, augmented (images, labels) batches, drawn on the device from `generator`."""
+    order = torch.randperm(len(x), device=x.device, generator=generator)
+    for start in range(0, len(x), cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        xb = augment_batch(x[idx], crop_padding=cfg.crop_padding, flip=cfg.flip, generator=generator)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yield xb, y[idx]
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds besides the weights' owner."""
+
+    epoch: int = 0
+    history: list | None = None
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, fingerprint: str) -> None:
+    """Write the checkpoint atomically: a killed process leaves the previous one intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "fingerprint": fingerprint,
+        "epoch": state.epoch,
+        "history": state.history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+    """The checkpoint at `path` if it belongs to this candidate and recipe, else None."""
+    if path is None or not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return None  # a torn or foreign file: start over rather than fail
+    return ckpt if ckpt.get("fingerprint") == fingerprint else None
+
+
+def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
+                checkpoint: Path | None = None, fingerprint: str = "",
+                on_epoch: Callable[[EpochMetrics, bool], None] = lambda m, replayed: None) -> list[EpochMetrics]:
+    """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint`.
+
+    `on_epoch(metrics, replayed)` is called for each finished epoch; epochs restored from a
+    checkpoint are replayed first (replayed=True) so the caller can make sure they are recorded.
+    """
+    model.to(device)
+    channels_last = _use_channels_last(device, cfg)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
+
+    if cfg.loop == "contract":
+        prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout}
+        model.train_setup(prm)
+        optimizer, scheduler = getattr(model, "optimizer", None), None
+        criterion = None
+    else:
+        optimizer = _optimizer(model, cfg, device)
+        scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    state = TrainState(epoch=0, history=[])
+    ckpt = load_checkpoint(checkpoint, fingerprint)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        if optimizer is not None and ckpt["optimizer"] is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt["scheduler"] is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
+        for row in state.history:
+            on_epoch(EpochMetrics(**row), True)
+
+    results = [EpochMetrics(**row) for row in state.history]
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        # Seeded per epoch, so a resumed run draws the same shuffles and augmentations.
+        generator = torch.Generator(device=device)
+        generator.manual_seed(cfg.seed * 1000 + epoch)
+        started = time.perf_counter()
+        batches = _batches(train_x, train_y, cfg, generator, channels_last)
+        if cfg.loop == "contract":
+            model.learn(batches)
+            train_loss = train_accuracy = None
+        else:
+            train_loss, train_accuracy = _train_epoch(model, batches, optimizer, scheduler, criterion, cfg, device)
+            if not math.isfinite(train_loss):
+                raise NonFiniteLoss(f"training loss is {train_loss} in epoch {epoch}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        test_accuracy, test_loss = evaluate(model, test_x, test_y, cfg, device)
+        if not math.isfinite(test_loss):
+            raise NonFiniteLoss(f"test loss is {test_loss} after epoch {epoch}")
+        metrics = EpochMetrics(
+            epoch=epoch, test_accuracy=test_accuracy, test_loss=test_loss,
+            train_loss=train_loss, train_accuracy=train_accuracy,
+            seconds=time.perf_counter() - started,
+            samples_per_second=len(train_x) / max(train_seconds, 1e-9),
+            peak_gpu_memory_kb=(torch.cuda.max_memory_allocated(device) / 1024 if device.type == "cuda" else None),
+            peak_rss_kb=_peak_rss_kb(),
+        )
+        results.append(metrics)
+        state.epoch, state.history = epoch, [m.as_dict() for m in results]
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, state, fingerprint)
+        on_epoch(metrics, False)
+    return results
+
+
+def _train_epoch(model, batches, optimizer, scheduler, criterion, cfg: TrainConfig,
+                 device: torch.device) -> tuple[float, float]:
+    """One pass over the batches; sums stay on the device so the loop never waits for the GPU."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for xb, yb in batches:
+        with _autocast(device, cfg):
+            out = model(xb)
+            loss = criterion(out.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * len(yb)
+        correct += (out.detach().argmax(1) == yb).sum()
+        seen += len(yb)
+    return loss_sum.item() / seen, correct.item() / seen

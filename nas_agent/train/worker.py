@@ -1,0 +1,83 @@
+"""Child-process entry point: load one candidate, train it, report events on a pipe.
+
+Run as `python -m nas_agent.train.worker JOB.json EVENT_FD` by the sandbox, never in the driver:
+this is the only place where candidate code is imported. Events are JSON lines on a
+dedicated pipe so that whatever the candidate prints cannot forge them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+def emit(stream, event: str, **fields) -> None:
+    stream.write(json.dumps({"event": event, **fields}) + "\n")
+    stream.flush()
+
+
+def _describe(exc: BaseException) -> str:
+    """One line a person can act on, with out-of-memory errors named as such."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:400]
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return f"out of memory: {text}"
+    return text
+
+
+def _load_candidate(path: str):
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["candidate"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(job_path: str, event_fd: int) -> int:
+    events = os.fdopen(event_fd, "w", buffering=1)
+    try:
+        import torch
+
+        from nas_agent.config import TrainConfig
+        from nas_agent.data import load_cache
+        from nas_agent.train.job import TrainJob
+        from nas_agent.train.loop import resolve_device, seed_everything, train_model
+
+        job = TrainJob.from_file(job_path)
+        if job.threads > 0:
+            torch.set_num_threads(job.threads)
+        cfg = TrainConfig(**job.train)
+        device = resolve_device(job.device)
+        seed_everything(cfg.seed)
+        data = load_cache(job.dataset_cache).subset(job.train_subset or None, job.test_subset or None, seed=cfg.seed)
+    except Exception as exc:  # our own set-up failed: say so, it is not the candidate's fault
+        emit(events, "failed", stage="setup", reason=_describe(exc), traceback=traceback.format_exc())
+        return 2
+
+    try:
+        module = _load_candidate(job.source_path)
+        prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
+               "checkpoint_blocks": cfg.checkpoint_blocks}
+        model = module.Net(job.in_shape, job.out_shape, prm, device)
+        n_params = sum(p.numel() for p in model.parameters())
+        emit(events, "started", n_params=n_params, device=str(device),
+             gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+
+        def on_epoch(metrics, replayed):
+            emit(events, "epoch", replayed=replayed, **metrics.as_dict())
+
+        train_model(model, data, cfg, device,
+                    checkpoint=Path(job.checkpoint) if job.checkpoint else None,
+                    fingerprint=job.fingerprint, on_epoch=on_epoch)
+    except BaseException as exc:  # candidate code may raise anything, SystemExit included
+        emit(events, "failed", stage="train", reason=_describe(exc), traceback=traceback.format_exc()[-4000:])
+        return 1
+    emit(events, "done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

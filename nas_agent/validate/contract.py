@@ -1,0 +1,61 @@
+"""Static check of the LEMUR candidate contract, on the syntax tree (nothing is executed)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from nas_agent.validate.verdict import Verdict
+
+REQUIRED_METHODS = {
+    "__init__": ("self", "in_shape", "out_shape", "prm", "device"),
+    "train_setup": ("self", "prm"),
+    "learn": ("self", "train_data"),
+    "forward": ("self",),
+}
+MODULE_BASES = {"nn.Module", "torch.nn.Module", "Module"}
+
+
+def _params(func: cst.FunctionDef) -> tuple[str, ...]:
+    return tuple(p.name.value for p in (*func.params.posonly_params, *func.params.params))
+
+
+def check_contract(source: str | cst.Module) -> Verdict:
+    """`parse` or `contract` rejection with a reason, or ok when the code honours the contract.
+
+    Takes source text, or an already parsed libcst module to skip a second parse.
+    """
+    if isinstance(source, cst.Module):
+        module = source
+    else:
+        try:
+            module = cst.parse_module(source)
+        except cst.ParserSyntaxError as exc:
+            return Verdict.reject("parse", f"syntax error at line {exc.raw_line}, column {exc.raw_column}: {exc.message}")
+
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef)}
+    if "supported_hyperparameters" not in functions:
+        return Verdict.reject("contract", "missing module-level function supported_hyperparameters()")
+    if _params(functions["supported_hyperparameters"]):
+        return Verdict.reject("contract", "supported_hyperparameters() must take no arguments")
+    net = classes.get("Net")
+    if net is None:
+        return Verdict.reject("contract", "missing module-level class Net(nn.Module)")
+    bases = {module.code_for_node(arg.value) for arg in net.bases}
+    if not bases & MODULE_BASES:
+        return Verdict.reject("contract", f"class Net must subclass nn.Module (found bases: {', '.join(sorted(bases)) or 'none'})")
+    methods = {s.name.value: s for s in net.body.body if isinstance(s, cst.FunctionDef)}
+    for name, expected in REQUIRED_METHODS.items():
+        method = methods.get(name)
+        if method is None:
+            return Verdict.reject("contract", f"class Net has no method {name}{_signature(expected)}")
+        found = _params(method)
+        if name == "forward" and (len(found) < 2 or found[0] != "self"):
+            return Verdict.reject("contract", f"Net.forward must take (self, x), found {_signature(found)}")
+        if name != "forward" and found != expected:
+            return Verdict.reject("contract", f"Net.{name} must be {name}{_signature(expected)}, found {name}{_signature(found)}")
+    return Verdict.accept()
+
+
+def _signature(names) -> str:
+    return "(" + ", ".join(names) + ")"

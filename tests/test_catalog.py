@@ -1,0 +1,404 @@
+"""The catalog on real SQLite files: LEMUR schema, idempotent writes, ranking, export, safety."""
+
+import hashlib
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nas_agent.catalog import (
+    TASK_CLASSIFICATION,
+    Catalog,
+    CatalogError,
+    EpochRecord,
+    ModelRecord,
+    lemur_name,
+    prm_uid,
+)
+from nas_agent.catalog.lemur import DATA_COLUMNS, data
+
+REPO = Path(__file__).resolve().parents[1]
+
+LEMUR_COLUMNS = {
+    "nn": ["name", "code", "id"],
+    "transform": ["name", "code", "id"],
+    "metric": ["name", "code", "id"],
+    "prm": ["uid", "name", "value"],
+    "stat": ["id", "accuracy", "epoch", "duration", "task", "dataset", "nn", "transform", "metric", "prm"],
+    "train_stat": [
+        "stat_id", "train_loss", "test_loss", "train_accuracy", "gradient_norm", "samples_per_second",
+        "epoch_max", "cpu_count", "cpu_type", "cpu_usage_percent", "total_ram_kb", "occupied_ram_kb",
+        "ram_usage_percent", "gpu_type", "gpu_memory_kb", "gpu_total_memory_kb",
+        "occupied_gpu_memory_kb", "gpu_memory_usage_percent",
+    ],
+}
+
+PRM = {"lr": 0.01, "batch": 128, "momentum": 0.9, "transform": "norm_32"}
+
+
+@pytest.fixture
+def cat(tmp_path):
+    # A nested path also checks that the catalog creates its parent directory.
+    with Catalog(tmp_path / "runs" / "catalog.sqlite") as c:
+        c.register_transform("norm_32", "def transform(norm): ...")
+        c.register_metric("acc", "def compute(y, t): ...")
+        yield c
+
+
+def model(family="FractalNet", code="class Net: pass", parent=None, origin="template",
+          n_params=None, task=TASK_CLASSIFICATION, struct_hash=None):
+    digest = hashlib.sha256(code.encode()).hexdigest()
+    return ModelRecord(
+        name=lemur_name(task, "cifar-10", "acc", family, digest), code=code, family=family,
+        task=task, dataset="cifar-10", metric="acc", code_hash=digest,
+        template_params={"columns": 3, "depth": 2}, parent=parent, origin=origin,
+        struct_hash=struct_hash, n_params=n_params)
+
+
+def epoch(name, n, accuracy, duration_s=2.0, prm=PRM, task=TASK_CLASSIFICATION, **extra):
+    return EpochRecord(nn=name, epoch=n, accuracy=accuracy, duration_s=duration_s, prm=dict(prm),
+                       transform="norm_32", metric="acc", task=task, dataset="cifar-10", **extra)
+
+
+def count(cat, table):
+    return cat.db.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+# --- schema ------------------------------------------------------------------
+
+def test_schema_keeps_lemur_tables_with_exactly_lemur_columns(cat):
+    conn = cat.db.conn
+    for table, columns in LEMUR_COLUMNS.items():
+        assert [r[1] for r in conn.execute(f"PRAGMA table_info({table})")] == columns, table
+    types = {r[1]: r[2] for r in conn.execute("PRAGMA table_info(prm)")}
+    assert types["value"] == "OBJECT"
+    stat_fks = {(r[3], r[2], r[4]) for r in conn.execute("PRAGMA foreign_key_list(stat)")}
+    assert stat_fks == {("nn", "nn", "name"), ("transform", "transform", "name"), ("metric", "metric", "name")}
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"idx_nn_id", "idx_prm_uid", "idx_accuracy_desc", "idx_task", "idx_dataset", "idx_nn",
+            "idx_transform", "idx_metric", "idx_prm", "idx_model_code_hash"} <= indexes
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+
+
+def test_lemur_name_format():
+    assert lemur_name(TASK_CLASSIFICATION, "cifar-10", "acc", "FractalNet", "1a2b3c4d5e6f") == \
+        "img-classification_cifar-10_acc_FractalNet-1a2b3c4d"
+    with pytest.raises(ValueError):
+        lemur_name(TASK_CLASSIFICATION, "cifar_10", "acc", "FractalNet", "1a2b3c4d5e6f")
+
+
+def test_prm_uid_is_canonical():
+    assert prm_uid({"a": 1, "b": 2.5}) == prm_uid({"b": 2.5, "a": 1})
+    assert prm_uid({"a": 1}) == hashlib.md5(b'{"a":1}').hexdigest()
+    assert prm_uid({"a": 1}) != prm_uid({"a": 2})
+
+
+# --- models and status -------------------------------------------------------
+
+def test_add_model_is_idempotent(cat):
+    rec = model()
+    assert cat.add_model(rec, run_id="r1") is True
+    assert cat.add_model(rec, run_id="r1") is False
+    assert (count(cat, "nn"), count(cat, "model"), count(cat, "event")) == (1, 1, 1)
+    got = cat.get_model(rec.name)
+    assert got["code"] == rec.code and got["status"] == "queued" and got["run_id"] == "r1"
+    assert got["template_params"] == {"columns": 3, "depth": 2}
+    assert cat.find_by_code_hash(rec.code_hash) == rec.name
+    assert cat.get_model("nope") is None and cat.find_by_code_hash("0" * 64) is None
+
+
+def test_same_code_under_another_name_is_refused_without_partial_writes(cat):
+    first = model(family="FractalNet")
+    cat.add_model(first)
+    twin = model(family="OtherNet")  # same code, so same code hash, different name
+    with pytest.raises(CatalogError, match="already catalogued"):
+        cat.add_model(twin)
+    assert (count(cat, "nn"), count(cat, "model"), count(cat, "event")) == (1, 1, 1)
+    assert cat.get_model(twin.name) is None
+
+
+def test_status_transitions_produce_events(cat):
+    rec = model()
+    cat.add_model(rec)
+    cat.set_status(rec.name, "running", run_id="r2")
+    cat.set_status(rec.name, "failed", reason="CUDA OOM", stage="train", run_id="r2")
+    cat.set_status(rec.name, "queued")
+    cat.add_event(rec.name, "resumed", run_id="r3")
+    assert [e["kind"] for e in cat.events(rec.name)] == ["queued", "running", "failed", "queued", "resumed"]
+    failed = cat.events(kind="failed")
+    assert [(e["nn"], e["stage"], e["reason"], e["run_id"]) for e in failed] == \
+        [(rec.name, "train", "CUDA OOM", "r2")]
+    got = cat.get_model(rec.name)
+    assert got["status"] == "queued" and got["reason"] is None and got["run_id"] == "r2"
+    assert [m["name"] for m in cat.models(status="queued")] == [rec.name]
+    assert cat.models(status="done") == []
+    with pytest.raises(ValueError):
+        cat.set_status(rec.name, "finished")
+    with pytest.raises(CatalogError):
+        cat.set_status("no-such-model", "running")
+    with pytest.raises(ValueError):
+        cat.add_event(rec.name, "exploded")
+
+
+def test_rejected_proposals_are_logged_without_a_model(cat):
+    cat.add_event("img-classification_cifar-10_acc_FractalNet-deadbeef", "rejected",
+                  stage="policy", reason="uses torch.load")
+    (event,) = cat.events(kind="rejected")
+    assert (event["stage"], event["reason"]) == ("policy", "uses torch.load")
+    assert count(cat, "model") == 0
+
+
+def test_model_facts_and_struct_hash_lookup(cat):
+    a, b = model(code="a = 1"), model(code="b = 2")
+    cat.add_model(a)
+    cat.add_model(b)
+    cat.set_model_facts(a.name, n_params=1234, struct_hash="s1")
+    cat.set_model_facts(b.name, struct_hash="s1")
+    cat.set_model_facts(a.name, struct_hash="s1")  # n_params=None leaves the count alone
+    assert cat.get_model(a.name)["n_params"] == 1234
+    assert cat.find_by_struct_hash("s1") == [a.name, b.name]
+    assert cat.find_by_struct_hash("s2") == []
+
+
+def test_lineage_runs_from_root_to_model(cat):
+    root = model(code="root")
+    child = model(code="child", parent=root.name, origin="llm")
+    grandchild = model(code="grandchild", parent=child.name, origin="mutation")
+    for rec in (root, child, grandchild):
+        cat.add_model(rec)
+    assert cat.lineage(grandchild.name) == [root.name, child.name, grandchild.name]
+    assert cat.lineage(root.name) == [root.name]
+    assert cat.lineage("unknown") == []
+
+
+# --- results -----------------------------------------------------------------
+
+def test_record_epoch_is_an_idempotent_upsert_and_prm_rows_are_written_once(cat):
+    rec = model()
+    cat.add_model(rec)
+    first = cat.record_epoch(epoch(rec.name, 1, 0.50, train_loss=1.2))
+    again = cat.record_epoch(epoch(rec.name, 1, 0.55, train_loss=1.1))
+    assert first == again
+    assert (count(cat, "stat"), count(cat, "train_stat"), count(cat, "prm")) == (1, 1, len(PRM))
+    cat.record_epoch(epoch(rec.name, 2, 0.60))
+    assert (count(cat, "stat"), count(cat, "prm")) == (2, len(PRM))
+    cat.record_epoch(epoch(rec.name, 1, 0.40, prm={**PRM, "lr": 0.1}))  # a second trial
+    assert (count(cat, "stat"), count(cat, "prm")) == (3, 2 * len(PRM))
+    rows = cat.epochs(rec.name)
+    assert [r["epoch"] for r in rows] == [1, 1, 2]
+    same_trial = [r for r in rows if r["prm"] == prm_uid(PRM)]
+    assert [(r["accuracy"], r["train_loss"]) for r in same_trial] == [(0.55, 1.1), (0.60, None)]
+
+
+def test_durations_are_stored_in_nanoseconds(cat):
+    rec = model()
+    cat.add_model(rec)
+    stat_id = cat.record_epoch(epoch(rec.name, 1, 0.5, duration_s=1.5))
+    stored = cat.db.conn.execute("SELECT duration FROM stat WHERE id = ?", (stat_id,)).fetchone()[0]
+    assert stored == 1_500_000_000 and isinstance(stored, int)
+    (row,) = cat.epochs(rec.name)
+    assert row["duration"] == 1_500_000_000 and row["seconds"] == pytest.approx(1.5)
+
+
+def test_record_epoch_refuses_unregistered_transform(cat):
+    rec = model()
+    cat.add_model(rec)
+    bad = epoch(rec.name, 1, 0.5)
+    bad.transform = "never_registered"
+    with pytest.raises(CatalogError, match="transform"):
+        cat.record_epoch(bad)
+    assert (count(cat, "stat"), count(cat, "prm")) == (0, 0)
+
+
+def test_failed_epoch_write_leaves_no_stat_row_behind(cat):
+    rec = model()
+    cat.add_model(rec)
+    # A real trigger makes the last insert of the transaction fail, as a crash would.
+    cat.db.conn.execute("CREATE TRIGGER fail_train_stat BEFORE INSERT ON train_stat "
+                        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    with pytest.raises(sqlite3.IntegrityError):
+        cat.record_epoch(epoch(rec.name, 1, 0.5))
+    assert (count(cat, "stat"), count(cat, "prm"), count(cat, "train_stat")) == (0, 0, 0)
+
+
+def _board_fixture(cat):
+    """Four models: a and b tie at 0.8 (b has fewer params), c trails on another task, d never trained."""
+    # Codes chosen so that b's name sorts after a's: only the parameter count puts b first.
+    a = model(code="b", n_params=1000, origin="llm")
+    b = model(code="a", n_params=500)
+    assert b.name > a.name
+    c = model(code="c", n_params=10, task="img-segmentation")
+    d = model(code="d", n_params=1)
+    for rec in (a, b, c, d):
+        cat.add_model(rec)
+    for n, (acc, secs) in enumerate([(0.5, 1.0), (0.8, 2.0), (0.7, 3.0)], start=1):
+        cat.record_epoch(epoch(a.name, n, acc, duration_s=secs))
+    cat.record_epoch(epoch(b.name, 1, 0.8))
+    cat.record_epoch(epoch(c.name, 1, 0.6, task="img-segmentation"))
+    return a, b, c, d
+
+
+def test_leaderboard_ranks_by_best_accuracy_then_fewer_params(cat):
+    a, b, c, d = _board_fixture(cat)
+    board = cat.leaderboard()
+    assert [(r["rank"], r["name"]) for r in board] == [(1, b.name), (2, a.name), (3, c.name)]
+    best_a = board[1]
+    assert (best_a["accuracy"], best_a["epoch"], best_a["n_params"]) == (0.8, 2, 1000)
+    assert best_a["seconds_per_epoch"] == pytest.approx(2.0)
+    assert (best_a["family"], best_a["origin"], best_a["status"]) == ("FractalNet", "llm", "queued")
+    assert [r["name"] for r in cat.leaderboard(top=2)] == [b.name, a.name]
+    assert [r["name"] for r in cat.leaderboard(task="img-segmentation")] == [c.name]
+    assert [r["name"] for r in cat.leaderboard(origin="llm")] == [a.name]
+
+
+# --- LEMUR export ------------------------------------------------------------
+
+def test_data_has_lemur_columns_and_prm_dicts(cat):
+    a, b, c, d = _board_fixture(cat)
+    frame = data(cat)
+    assert list(frame.columns) == list(DATA_COLUMNS) == [
+        "task", "dataset", "metric", "metric_code", "nn", "nn_code",
+        "epoch", "accuracy", "duration", "prm", "transform_code"]
+    assert len(frame) == 5
+    row = frame[frame.nn == b.name].iloc[0]
+    assert row["prm"] == PRM and isinstance(row["prm"], dict)
+    assert row["nn_code"] == "a" and row["transform_code"].startswith("def transform")
+    assert row["metric_code"].startswith("def compute") and row["duration"] == 2_000_000_000
+
+
+def test_data_only_best_accuracy_and_filters(cat):
+    a, b, c, d = _board_fixture(cat)
+    best = data(cat, only_best_accuracy=True)
+    assert sorted(zip(best.nn, best.epoch, best.accuracy)) == sorted(
+        [(a.name, 2, 0.8), (b.name, 1, 0.8), (c.name, 1, 0.6)])
+    assert list(data(cat, nn=a.name).epoch) == [1, 2, 3]
+    assert list(data(cat, nn=a.name, epoch=3).accuracy) == [0.7]
+    assert set(data(cat, task="img-segmentation").nn) == {c.name}
+    empty = data(cat, dataset="mnist")
+    assert empty.empty and list(empty.columns) == list(DATA_COLUMNS)
+
+
+def test_data_reads_a_catalog_by_path(cat, tmp_path):
+    a, *_ = _board_fixture(cat)
+    assert len(data(cat.path, nn=a.name)) == 3
+    with pytest.raises(CatalogError):
+        data(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+# --- runs, files and processes -----------------------------------------------
+
+def test_runs_start_and_end(cat):
+    run_id = cat.start_run("nas-agent search", {"budget": 10, "conf": "quick.toml"})
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run_id)
+    cat.end_run(run_id, "interrupted")
+    (run,) = cat.runs()
+    assert (run["status"], run["config"]["budget"]) == ("interrupted", 10)
+    assert run["ended"] >= run["started"]
+    with pytest.raises(ValueError):
+        cat.end_run(run_id, "done")
+    with pytest.raises(CatalogError):
+        cat.end_run("no-such-run", "failed")
+
+
+def test_data_survives_reopening(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    rec = model()
+    with Catalog(path) as cat:
+        cat.register_transform("norm_32", "t")
+        cat.register_metric("acc", "m")
+        cat.add_model(rec)
+        run_id = cat.start_run("search", {})
+        cat.record_epoch(epoch(rec.name, 1, 0.42, duration_s=3.0))
+        cat.set_status(rec.name, "done", run_id=run_id)
+    with Catalog(path) as cat:
+        assert cat.get_model(rec.name)["status"] == "done"
+        assert [r["accuracy"] for r in cat.epochs(rec.name)] == [0.42]
+        assert [e["kind"] for e in cat.events(rec.name)] == ["queued", "done"]
+        assert [r["id"] for r in cat.runs()] == [run_id]
+        assert cat.add_model(rec) is False
+
+
+def test_garbage_file_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    garbage = b"definitely not sqlite\x00\xff" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(CatalogError, match="not an SQLite database"):
+        Catalog(path)
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.sqlite"]
+
+
+def test_foreign_sqlite_database_is_refused_and_left_untouched(tmp_path):
+    notes = tmp_path / "notes.sqlite"
+    with sqlite3.connect(notes) as conn:
+        conn.execute("CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)")
+    lookalike = tmp_path / "lookalike.sqlite"
+    with sqlite3.connect(lookalike) as conn:
+        conn.execute("CREATE TABLE nn (name TEXT PRIMARY KEY)")  # no code/id columns
+        conn.execute("CREATE TABLE stat (id TEXT PRIMARY KEY)")
+    for path in (notes, lookalike):
+        before = path.read_bytes()
+        with pytest.raises(CatalogError):
+            Catalog(path)
+        assert path.read_bytes() == before
+
+
+def test_a_database_made_by_lemur_opens_and_takes_results(tmp_path):
+    path = tmp_path / "ab.nn.db"
+    with sqlite3.connect(path) as conn:
+        # The stat table as nn-dataset declares it, with its unenforceable prm(uid) reference.
+        conn.executescript("""
+            CREATE TABLE nn (name TEXT PRIMARY KEY, code TEXT NOT NULL, id TEXT NOT NULL);
+            CREATE TABLE transform (name TEXT PRIMARY KEY, code TEXT NOT NULL, id TEXT NOT NULL);
+            CREATE TABLE metric (name TEXT PRIMARY KEY, code TEXT NOT NULL, id TEXT NOT NULL);
+            CREATE TABLE prm (uid TEXT NOT NULL, name TEXT NOT NULL, value OBJECT NOT NULL);
+            CREATE TABLE stat (id TEXT PRIMARY KEY, accuracy REAL, epoch INTEGER, duration INTEGER,
+                task TEXT, dataset TEXT, nn TEXT, transform TEXT, metric TEXT, prm TEXT,
+                FOREIGN KEY (nn) REFERENCES nn (name) ON DELETE CASCADE,
+                FOREIGN KEY (prm) REFERENCES prm (uid) ON DELETE CASCADE);
+            INSERT INTO nn VALUES ('AlexNet', 'class Net: ...', 'x');
+        """)
+    with Catalog(path) as cat:
+        cat.register_transform("norm_32", "t")
+        cat.register_metric("acc", "m")
+        rec = model()
+        cat.add_model(rec)
+        cat.record_epoch(epoch(rec.name, 1, 0.5))
+        assert set(data(cat).nn) == {rec.name}
+        assert count(cat, "nn") == 2
+
+
+def test_another_process_reads_the_leaderboard_while_the_writer_holds_the_lock(cat):
+    a, b, c, d = _board_fixture(cat)
+    # A second writer connection holds the write lock with an uncommitted change,
+    # as the driver does in the middle of a transaction.
+    writer = sqlite3.connect(cat.path)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE stat SET accuracy = 0.99 WHERE nn = ?", (c.name,))
+    script = textwrap.dedent(f"""
+        import json
+        from nas_agent.catalog import Catalog
+        with Catalog({str(cat.path)!r}) as cat:
+            print(json.dumps([r["name"] for r in cat.leaderboard()]))
+    """)
+    try:
+        started = time.monotonic()
+        # Far below the busy timeout: the reader must not wait for the writer at all.
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=20, cwd=REPO)
+        elapsed = time.monotonic() - started
+    finally:
+        writer.rollback()
+        writer.close()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [b.name, a.name, c.name]  # the uncommitted 0.99 is not seen
+    assert elapsed < 15

@@ -1,0 +1,45 @@
+"""Static contract check and normalised-code hashing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas_agent.validate import check_contract, code_hash
+
+CANDIDATES = Path(__file__).parent / "candidates"
+GOOD = (CANDIDATES / "nan_loss.py").read_text()
+
+
+def test_template_and_test_candidates_honour_the_contract():
+    for path in [Path("templates/fractalnet.py"), *CANDIDATES.glob("*.py")]:
+        assert check_contract(path.read_text()).ok, path
+
+
+@pytest.mark.parametrize("edit, stage, words", [
+    (lambda s: s.replace("def forward(self, x):", "def forward(self, x)"), "parse", "syntax error"),
+    (lambda s: s.replace("class Net(nn.Module)", "class Model(nn.Module)"), "contract", "class Net"),
+    (lambda s: s.replace("class Net(nn.Module)", "class Net(object)"), "contract", "subclass nn.Module"),
+    (lambda s: s.replace("def supported_hyperparameters", "def hyperparameters"), "contract", "supported_hyperparameters"),
+    (lambda s: s.replace("in_shape, out_shape, prm, device", "in_shape, out_shape, prm"), "contract", "__init__"),
+    (lambda s: s.replace("def learn(self, train_data)", "def learn(self, data, epochs)"), "contract", "learn"),
+    (lambda s: s.replace("def train_setup", "def setup"), "contract", "train_setup"),
+    (lambda s: s.replace("def forward(self, x)", "def forward(self)"), "contract", "forward"),
+])
+def test_contract_violations_are_rejected_with_a_reason(edit, stage, words):
+    verdict = check_contract(edit(GOOD))
+    assert not verdict.ok
+    assert verdict.stage == stage
+    assert words in verdict.reason
+
+
+def test_code_hash_ignores_comments_docstrings_and_formatting():
+    reformatted = GOOD.replace('"""Test candidate', '"""Another docstring entirely').replace(
+        "        super().__init__()", "        # a new comment\n\n        super( ).__init__( )  # trailing")
+    assert reformatted != GOOD
+    assert code_hash(reformatted) == code_hash(GOOD)
+
+
+def test_code_hash_sees_real_changes():
+    assert code_hash(GOOD.replace("nn.Conv2d(in_shape[1], 8", "nn.Conv2d(in_shape[1], 16")) != code_hash(GOOD)
