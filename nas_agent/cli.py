@@ -95,6 +95,8 @@ def _progress() -> Progress:
 def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_failed: bool,
                  command: str) -> int:
     """Register and train files; returns the process exit code."""
+    # Find the data before touching the catalog: a wrong path must leave the catalog as it was.
+    cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
     catalog = Catalog(cfg.catalog)
     run_id = catalog.start_run(command, cfg.to_dict())
     status = "failed"
@@ -123,7 +125,6 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
         if not todo:
             status = "finished"
             return 1 if rejected else 0
-        cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         summary = _run_with_progress(catalog, cfg, cache, todo, jobs, run_id)
         _print_leaderboard(catalog.leaderboard(task=cfg.task, names=todo), title="this run")
         console.print(f"trained {len(summary.trained)}, failed {len(summary.failed)}, "

@@ -40,17 +40,14 @@ PER_CLASS_SMALL = 20  # images per class and split in the extracted folder
 
 
 @pytest.fixture(scope="session")
-def archive() -> Path:
-    """The real CIFAR-10 JPEG archive; its absence is a broken test setup, not a reason to skip."""
-    path = Path(os.environ.get("NAS_AGENT_TEST_DATA") or REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
-    if not path.is_file():
-        pytest.fail(f"CIFAR-10 test archive not found at {path}; set NAS_AGENT_TEST_DATA to cifar10-jpeg.tar.gz")
-    return path
+def archive(cifar_archive) -> Path:
+    return cifar_archive
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache_dir(data_cache_dir) -> Path:
+    """The session's shared cache folder (conftest), so the archive is decoded once per session."""
+    return data_cache_dir
 
 
 @pytest.fixture(scope="session")

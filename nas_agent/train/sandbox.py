@@ -28,12 +28,15 @@ from nas_agent.train.job import TrainJob, TrainOutcome
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
              "NVIDIA_VISIBLE_DEVICES", "TMPDIR")
 _PR_SET_PDEATHSIG = 1
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _POLL_SECONDS = 0.25
 
 
 def _child_env(workdir: Path, threads: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
-    env.update(HOME=str(workdir), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    env.update(HOME=str(workdir), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
+               # The child must import the same nas_agent as the driver, installed or not.
+               PYTHONPATH=os.pathsep.join([_PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -1,0 +1,79 @@
+"""Bad input ends in one clear line and a non-zero exit, and leaves the catalog as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas_agent.config import ConfigError, from_dict, load_config
+
+from conftest import CANDIDATES
+
+
+def run_cli(*args, env=None, cwd=None):
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_missing_dataset_names_the_paths_tried_and_leaves_no_catalog(tmp_path):
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_cli("train", CANDIDATES / "nan_loss.py", "--data-dir", tmp_path / "nowhere", "--catalog", catalog)
+    assert_one_line_error(result, "nowhere", "--data-dir")
+    assert not catalog.exists()
+
+
+def test_unreadable_and_invalid_configs(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[train\nepochs = 3\n")
+    assert_one_line_error(run_cli("train", CANDIDATES / "nan_loss.py", "--config", bad_toml), "not valid TOML")
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[train]\nepochs = 0\noptimiser = 'sgd'\n")
+    assert_one_line_error(run_cli("sweep", tmp_path, "--config", wrong), "optimiser")
+    assert_one_line_error(run_cli("generate", "--count", "--config", tmp_path / "missing.toml"), "cannot read config")
+
+
+def test_a_file_that_is_not_a_catalog_is_refused_and_left_unchanged(tmp_path):
+    garbage = tmp_path / "catalog.sqlite"
+    garbage.write_bytes(b"definitely not sqlite" * 100)
+    before = garbage.read_bytes()
+    assert_one_line_error(run_cli("leaderboard", "--catalog", garbage))
+    assert garbage.read_bytes() == before
+
+
+def test_other_bad_arguments(tmp_path):
+    assert_one_line_error(run_cli("generate"), "--out")
+    assert_one_line_error(run_cli("leaderboard", "--catalog", tmp_path / "none.sqlite"), "no catalog")
+    assert_one_line_error(run_cli("sweep", tmp_path / "empty-does-not-exist"), "not a folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("sweep", tmp_path / "empty"), "no candidate files")
+    assert_one_line_error(run_cli("train", tmp_path / "missing.py"), "no such file")
+
+
+def test_config_validation():
+    assert load_config("paper").train.batch_size == 16
+    assert load_config("default").train.schedule == "onecycle"
+    assert load_config("quick").data.train_subset == 5000
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        from_dict({"train": {"epochs": "five"}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict({"train": {"epoch": 5}})
+    with pytest.raises(ConfigError, match="train.lr must be positive"):
+        from_dict({"train": {"lr": -1.0}})
+    with pytest.raises(ConfigError, match="device"):
+        from_dict({"device": "tpu"})
+    assert from_dict({"train": {"lr": 1}}).train.lr == 1.0  # an int where a float is expected is fine
+    cfg = load_config("paper").with_overrides({"train.epochs": 2, "data.dir": "/x", "device": None})
+    assert (cfg.train.epochs, cfg.data.dir, cfg.device) == (2, "/x", "auto")
