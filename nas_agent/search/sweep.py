@@ -147,12 +147,9 @@ class Trainer:
     def _job(self, name: str) -> TrainJob:
         model = self.catalog.get_model(name)
         run_dir = run_dir_of(self.config)
-        source = run_dir / "sandbox" / "sources" / f"{name}.py"
-        source.parent.mkdir(parents=True, exist_ok=True)
-        source.write_text(model["code"])
         threads = self.config.limits.threads or max(1, (os.cpu_count() or 1) // self.jobs)
         return TrainJob(
-            name=name, source_path=str(source), dataset_cache=str(self.dataset_cache),
+            name=name, source=model["code"], dataset_cache=str(self.dataset_cache),
             train=self.config.to_dict()["train"], train_subset=self.config.data.train_subset,
             test_subset=self.config.data.test_subset, device=self.config.device,
             checkpoint=str(run_dir / "checkpoints" / f"{name}.pt"), fingerprint=_fingerprint(model, self.config),

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 
+CANDIDATE_FILE = "candidate.py"  # in the sandbox folder, next to the job file
+
+
 @dataclass
 class TrainJob:
     """Everything the child needs: the candidate file, the recipe, the data cache, the limits."""
 
     name: str
-    source_path: str                 # the candidate file, copied into the sandbox before the run
+    source: str                      # the candidate's code; the sandbox writes it to CANDIDATE_FILE
     dataset_cache: str               # uint8 tensor cache written by nas_agent.data
     train: dict[str, Any]            # TrainConfig as a dict
     train_subset: int = 0

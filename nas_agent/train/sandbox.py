@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from nas_agent.train.job import TrainJob, TrainOutcome
+from nas_agent.train.job import CANDIDATE_FILE, TrainJob, TrainOutcome
 
 # Environment variables a training child may see; everything else (tokens, keys, proxies) is dropped.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
@@ -93,12 +93,9 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    candidate = workdir / "candidate.py"
-    shutil.copyfile(job.source_path, candidate)
+    (workdir / CANDIDATE_FILE).write_text(job.source)
     job_file = workdir / "job.json"
-    job_dict = json.loads(job.to_json())
-    job_dict["source_path"] = str(candidate)
-    job_file.write_text(json.dumps(job_dict))
+    job_file.write_text(job.to_json())
     log_path = workdir / "log.txt"
 
     on_gpu = job.device.startswith("cuda") or (job.device == "auto" and _cuda_visible())

@@ -43,7 +43,7 @@ def main(job_path: str, event_fd: int) -> int:
 
         from nas_agent.config import TrainConfig
         from nas_agent.data import load_cache
-        from nas_agent.train.job import TrainJob
+        from nas_agent.train.job import CANDIDATE_FILE, TrainJob
         from nas_agent.train.loop import resolve_device, seed_everything, train_model
 
         job = TrainJob.from_file(job_path)
@@ -58,7 +58,7 @@ def main(job_path: str, event_fd: int) -> int:
         return 2
 
     try:
-        module = _load_candidate(job.source_path)
+        module = _load_candidate(Path(job_path).parent / CANDIDATE_FILE)
         prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
                "checkpoint_blocks": cfg.checkpoint_blocks}
         model = module.Net(job.in_shape, job.out_shape, prm, device)
