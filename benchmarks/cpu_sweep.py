@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # full table when piped to a file
     work = Path(args.out or tempfile.mkdtemp(prefix="cpu_sweep-"))
     cfg = load_config(args.config).with_overrides({
         "device": "cpu", "catalog": str(work / "catalog.sqlite"), "train.epochs": args.epochs,

@@ -11,7 +11,7 @@ from nas_agent.config import TrainConfig
 from nas_agent.data import load_cache
 from nas_agent.train.loop import NonFiniteLoss, load_checkpoint, train_model
 
-from conftest import CANDIDATES
+from conftest import CANDIDATES, SMALL_FRACTAL
 
 
 def _module(path, name):
@@ -21,8 +21,13 @@ def _module(path, name):
     return module
 
 
-def test_block_checkpointing_gives_the_same_gradients(small_candidate):
-    module = _module(small_candidate, "small_fractal")
+def test_block_checkpointing_gives_the_same_gradients(tmp_path):
+    from nas_agent.space import load_template
+
+    path = tmp_path / "drop_path.py"  # drop-path on: its random draws must repeat in the recompute
+    path.write_text(load_template("fractalnet.py").render({**SMALL_FRACTAL, "LOCAL_DROP_PATH": 0.15,
+                                                           "GLOBAL_DROP_PATH": 0.5}))
+    module = _module(path, "small_fractal")
     grads = []
     for checkpoint_blocks in (False, True):
         torch.manual_seed(0)

@@ -114,39 +114,49 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     reader.start()
 
     outcome = TrainOutcome(name=job.name, ok=False)
-    killed_for = None
     finished = False
+
+    def take(event: dict) -> None:
+        nonlocal finished
+        kind = event.get("event")
+        if kind == "started":
+            outcome.n_params = event.get("n_params")
+        elif kind == "epoch":
+            outcome.epochs.append(event)
+        elif kind == "failed":
+            outcome.reason = event.get("reason", "failed")
+        elif kind == "done":
+            finished = True
+        on_event(event)
+
+    killed_for = None
     while True:
         try:
             event = events.get(timeout=_POLL_SECONDS)
         except queue.Empty:
+            # A grandchild holding the pipe open must not keep us waiting after the child exited.
+            if proc.poll() is not None:
+                break
             event = {}  # nothing new: just check the limits
         if event is None:
             break
         if event:
-            kind = event.get("event")
-            if kind == "started":
-                outcome.n_params = event.get("n_params")
-            elif kind == "epoch":
-                outcome.epochs.append(event)
-            elif kind == "failed":
-                outcome.reason = event.get("reason", "failed")
-            elif kind == "done":
-                finished = True
-            on_event(event)
-        elapsed = time.monotonic() - started
+            take(event)
         if cancel is not None and cancel.is_set():
             killed_for = "interrupted: the run was stopped"
-        elif elapsed > job.seconds:
+        elif time.monotonic() - started > job.seconds:
             killed_for = f"timeout: still running after {job.seconds:g} s (limits.seconds)"
         elif _rss_mb(proc.pid) > job.memory_mb:
             killed_for = f"out of memory: resident memory above {job.memory_mb} MB (limits.memory_mb)"
         if killed_for:
-            _kill_group(proc)
             break
-    returncode = proc.wait()
-    _kill_group(proc)  # anything the candidate left behind in its process group
+    returncode = proc.wait() if not killed_for else None
+    _kill_group(proc)  # the child if a limit was hit, and anything it left in its process group
     reader.join(timeout=5)
+    while not events.empty():  # events that arrived while we stopped waiting
+        event = events.get_nowait()
+        if event:
+            take(event)
     outcome.seconds = time.monotonic() - started
     outcome.log_tail = _tail(log_path)
 
