@@ -76,3 +76,22 @@ def test_config_validation():
     assert from_dict({"train": {"lr": 1}}).train.lr == 1.0  # an int where a float is expected is fine
     cfg = load_config("paper").with_overrides({"train.epochs": 2, "data.dir": "/x", "device": None})
     assert (cfg.train.epochs, cfg.data.dir, cfg.device) == (2, "/x", "auto")
+
+
+def test_hostile_file_is_rejected_at_policy_and_never_run(tmp_path, cli_env):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    good = (CANDIDATES / "nan_loss.py").read_text()
+    (folder / "hostile.py").write_text(good.replace(
+        "import torch\n", f"import torch\nimport os\nos.system('touch {marker}')\n", 1))
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_cli("sweep", folder, "--catalog", catalog, env=cli_env)
+    assert result.returncode == 1
+    assert "policy" in result.stderr and "import of os" in result.stderr
+    assert not marker.exists()
+    from nas_agent.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        (event,) = cat.events(kind="rejected")
+        assert event["stage"] == "policy" and cat.models() == []

@@ -22,6 +22,7 @@ from nas_agent.space.template import TemplateError, read_family, read_params
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.train.sandbox import run_job
 from nas_agent.validate import Verdict, check_contract, code_hash
+from nas_agent.validate.policy import check_policy
 
 METRIC = "acc"
 METRIC_CODE = '''import torch
@@ -56,15 +57,17 @@ class CandidateFile:
 
 
 def read_candidate(path: str | Path) -> CandidateFile:
-    """Read and contract-check a candidate file; raise CandidateError with the verdict otherwise."""
+    """Read a candidate file and check policy and contract statically; raise CandidateError otherwise."""
     path = Path(path)
     try:
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise CandidateError(path, Verdict.reject("parse", f"cannot read file: {exc}")) from None
-    verdict = check_contract(source)
-    if not verdict.ok:
-        raise CandidateError(path, verdict)
+    # The static policy comes first: code that fails it never reaches a process that runs it.
+    for check in (check_policy, check_contract):
+        verdict = check(source)
+        if not verdict.ok:
+            raise CandidateError(path, verdict)
     try:
         params = read_params(source)
     except TemplateError:

@@ -1,0 +1,91 @@
+"""The static safety policy: hostile snippets are rejected at `policy`, model code passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas_agent.space import FractalSpace, load_template
+from nas_agent.validate.policy import PolicyConfig, check_policy
+
+CANDIDATES = Path(__file__).parent / "candidates"
+
+HOSTILE = {
+    "os.system": "import os\nos.system('rm -rf /')",
+    "subprocess": "import subprocess\nsubprocess.run(['ls'])",
+    "builtins dict": "__builtins__['__import__']('os')",
+    "dunder import": "__import__('os').system('x')",
+    "eval": "x = eval('1 + 1')",
+    "exec": "exec('import os')",
+    "compile": "code = compile('1', 'f', 'eval')",
+    "open for writing": "with open('/tmp/x', 'w') as f:\n    f.write('x')",
+    "torch.save": "import torch\ntorch.save({}, 'weights.pt')",
+    "aliased torch.load": "import torch as t\nstate = t.load('weights.pt')",
+    "from torch import save": "from torch import save",
+    "torch.hub": "import torch\ntorch.hub.load('x', 'y')",
+    "socket": "import socket\nsocket.create_connection(('example.org', 80))",
+    "threading": "import threading\nthreading.Thread(target=print).start()",
+    "multiprocessing": "import multiprocessing",
+    "torch.multiprocessing": "import torch\ntorch.multiprocessing.spawn(print)",
+    "pickle": "import pickle",
+    "shutil": "import shutil",
+    "pathlib": "from pathlib import Path\nPath('x').write_text('y')",
+    "importlib": "import importlib\nimportlib.import_module('os')",
+    "ctypes": "import ctypes",
+    "sys": "import sys\nsys.modules['os']",
+    "subclasses walk": "().__class__.__base__.__subclasses__()",
+    "globals": "g = globals()",
+    "vars": "v = vars()",
+    "getattr computed": "import torch\nf = getattr(torch, 'sa' + 've')",
+    "getattr dunder": "getattr(object, '__subclasses__')",
+    "setattr private": "setattr(x, '_secret', 1)",
+    "frame walk": "def f():\n    pass\ng = f.__code__",
+    "generator frame": "def g():\n    yield 1\nframe = g().gi_frame.f_globals",
+    "breakpoint": "breakpoint()",
+    "input builtin": "name = input()",
+    "private torch internals": "import torch\ntorch._C._set_something(1)",
+    "relative import": "from . import secrets",
+    "star import": "from torch import *",
+    "default arg smuggling": "def f(e=eval):\n    return e('1')",
+    "cpp extension": "import torch.utils.cpp_extension",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_code_is_rejected_at_policy_with_a_line(name):
+    verdict = check_policy(HOSTILE[name])
+    assert not verdict.ok, name
+    assert verdict.stage == "policy"
+    assert verdict.reason.startswith("line ")
+
+
+@pytest.mark.parametrize("source", [
+    "def forward(self, input):\n    return input",       # a parameter that shadows a builtin is fine
+    "import torch.nn as nn\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()",
+    "from torch import nn\nimport torch.nn.functional as F\ny = F.relu",
+    "from typing import Optional\nimport math\nz = math.sqrt(2)",
+    "x = layer.open",                                    # an attribute named like a builtin
+    "import torch\nn = torch.nn.utils.clip_grad_norm_",
+    "h = getattr(module, 'weight')",
+])
+def test_model_code_passes(source):
+    assert check_policy(source).ok, check_policy(source)
+
+
+def test_huge_source_is_rejected_before_parsing():
+    verdict = check_policy("x = 1\n" * 50_000, PolicyConfig(max_source_bytes=100_000))
+    assert verdict.stage == "policy" and "byte limit" in verdict.reason
+
+
+def test_syntax_errors_are_parse_rejections():
+    assert check_policy("def (:\n").stage == "parse"
+
+
+def test_template_variants_and_test_candidates_pass():
+    template = load_template("fractalnet.py")
+    for params in FractalSpace().sample(200, seed=5):
+        verdict = check_policy(template.render(params))
+        assert verdict.ok, (params, verdict)
+    for path in CANDIDATES.glob("*.py"):
+        assert check_policy(path.read_text()).ok, path
