@@ -45,6 +45,8 @@ HOSTILE = {
     "breakpoint": "breakpoint()",
     "input builtin": "name = input()",
     "private torch internals": "import torch\ntorch._C._set_something(1)",
+    "aliased private internals": "import torch as t\nt._C._set_something(1)",
+    "private via from-import alias": "from torch import nn as q\nq._private_thing",
     "relative import": "from . import secrets",
     "star import": "from torch import *",
     "default arg smuggling": "def f(e=eval):\n    return e('1')",

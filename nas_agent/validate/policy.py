@@ -8,7 +8,7 @@ The sandboxed child process is the second wall, not the only one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libcst as cst
 from libcst.metadata import BuiltinAssignment, PositionProvider, ScopeProvider
@@ -50,11 +50,10 @@ class PolicyConfig:
     forbidden_names: tuple[str, ...] = DEFAULT_FORBIDDEN_NAMES
     forbidden_attributes: tuple[str, ...] = DEFAULT_FORBIDDEN_ATTRIBUTES
     max_source_bytes: int = 100_000
-    extra_allowed_imports: tuple[str, ...] = field(default=())
 
     def import_allowed(self, module: str) -> bool:
         """Exactly the listed modules, plus torch.nn's submodules (layers live there)."""
-        return module in (*self.allowed_imports, *self.extra_allowed_imports) or module.startswith("torch.nn.")
+        return module in self.allowed_imports or module.startswith("torch.nn.")
 
 
 class _PolicyViolation(Exception):
@@ -98,8 +97,9 @@ class _PolicyVisitor(cst.CSTVisitor):
             if qualified == forbidden or qualified.startswith(forbidden + "."):
                 raise _PolicyViolation(node, f"{qualified} is not allowed (file, process, native or "
                                              f"serialisation access): candidates must stay pure model code")
-        module_root = self.aliases.get(qualified.partition(".")[0])
-        if module_root and any(part.startswith("_") for part in qualified.split(".")[1:]):
+        # `qualified` is already resolved through aliases, so compare against imported module roots.
+        imported_roots = {target.partition(".")[0] for target in self.aliases.values()}
+        if qualified.partition(".")[0] in imported_roots and any(p.startswith("_") for p in qualified.split(".")[1:]):
             raise _PolicyViolation(node, f"{qualified}: private module internals are not allowed")
 
     # imports
