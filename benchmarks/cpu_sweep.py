@@ -23,6 +23,7 @@ from nas_agent.config import load_config
 from nas_agent.data import resolve_cifar10
 from nas_agent.search.sweep import Trainer, read_candidate, register
 from nas_agent.space import FractalSpace, generate_candidates, load_template
+from nas_agent.validate import validator_for
 
 
 def main() -> None:
@@ -48,7 +49,8 @@ def main() -> None:
 
     started = time.perf_counter()
     with Catalog(cfg.catalog) as catalog:
-        names = [register(catalog, read_candidate(c.path), cfg, origin="generator") for c in files]
+        validator = validator_for(cfg, catalog=catalog, allow_known=True, smoke=False)  # timing training only
+        names = [register(catalog, read_candidate(c.path, validator), cfg, origin="generator") for c in files]
         Trainer(catalog, cfg, cache, jobs=1).train(names)
         rows = []
         for name, candidate in zip(names, files):

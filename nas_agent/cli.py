@@ -1,4 +1,4 @@
-"""The `nas-agent` command line: generate, train, sweep, leaderboard, show, export."""
+"""The `nas-agent` command line: generate, validate, train, sweep, leaderboard, show, export."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from nas_agent.catalog import Catalog, CatalogError
 from nas_agent.config import Config, ConfigError, load_config
 from nas_agent.data import DatasetError, resolve_cifar10
 from nas_agent.export import ExportError, export_candidate
-from nas_agent.search.sweep import CandidateError, Trainer, read_candidate, register
+from nas_agent.search.sweep import CandidateError, Trainer, read_candidate, read_source, register, run_dir_of
 from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template
+from nas_agent.validate import Validation, validator_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLM-assisted neural architecture search over fractal templates, on CIFAR-10.")
@@ -39,12 +40,14 @@ def _config(config: Optional[Path], **overrides) -> Config:
     cfg = load_config(config)
     mapping = {"epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
                "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",
-               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb"}
+               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb", "smoke": "validate.smoke"}
     values = {mapping[k]: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
     return cfg.with_overrides(values)
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Run configuration (TOML path or a name in conf/).")
+SmokeOpt = typer.Option(None, "--smoke/--no-smoke",
+                        help="Smoke-run each new candidate in the sandbox before training (default: validate.smoke).")
 CatalogOpt = typer.Option(None, "--catalog", help="Catalog database (default: the config's, runs/catalog.sqlite).")
 
 
@@ -102,16 +105,21 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
     status = "failed"
     try:
         candidates, rejected = [], 0
-        for path in files:
-            try:
-                candidate = read_candidate(path)
-            except CandidateError as exc:
-                rejected += 1
-                catalog.add_event(str(path), "rejected", stage=exc.verdict.stage, reason=exc.verdict.reason,
-                                  run_id=run_id)
-                err.print(f"[yellow]rejected[/] {exc}", highlight=False)
-                continue
-            candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
+        validator = validator_for(cfg, catalog=catalog, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
+        with _progress() as progress:
+            checking = progress.add_task("validating" + (" (smoke runs)" if validator.smoke else ""),
+                                         total=len(files))
+            for path in files:
+                try:
+                    candidate = read_candidate(path, validator)
+                except CandidateError as exc:
+                    rejected += 1
+                    catalog.add_event(str(path), "rejected", stage=exc.verdict.stage,
+                                      reason=exc.verdict.reason, run_id=run_id)
+                    err.print(f"[yellow]rejected[/] {exc}", highlight=False)
+                else:
+                    candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
+                progress.advance(checking)
         todo, skipped = [], 0
         for name in dict.fromkeys(candidates):
             state = catalog.get_model(name)["status"]
@@ -176,11 +184,12 @@ def train(
     catalog: Optional[Path] = CatalogOpt,
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock limit for the candidate."),
     origin: str = typer.Option("manual", "--origin", help="Origin recorded in the catalog."),
+    smoke: Optional[bool] = SmokeOpt,
 ) -> None:
     """Train one candidate in a sandboxed child process and record it."""
     try:
         cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
-                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds)
+                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke)
         if not file.exists():
             fail(f"no such file: {file}")
         code = _train_files([file], cfg, 1, origin, retry_failed=True, command=_command_line())
@@ -206,11 +215,12 @@ def sweep(
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock limit per candidate."),
     origin: str = typer.Option("generator", "--origin"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Train candidates that failed before again."),
+    smoke: Optional[bool] = SmokeOpt,
 ) -> None:
     """Train every candidate in a folder (or a sample of the space); re-running resumes."""
     try:
         cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
-                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds)
+                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke)
         if directory is None:
             directory = Path(cfg.catalog).parent / "candidates"
             template = load_template(cfg.template)
@@ -227,6 +237,67 @@ def sweep(
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="Candidate files, or folders of *.py files."),
+    smoke: bool = typer.Option(False, "--smoke", help="Also run each candidate once in the sandbox."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per file, one per line."),
+    config: Optional[Path] = ConfigOpt,
+    catalog: Optional[Path] = typer.Option(
+        None, "--catalog", help="Look duplicates up in this catalog (default: the config's, when it exists)."),
+) -> None:
+    """Check candidates: parse, policy, contract, duplicates and (--smoke) a sandboxed run. Exit 1 if any fails."""
+    try:
+        cfg = load_config(config)
+        paths = []
+        for item in files:
+            if item.is_dir():
+                paths += sorted(item.glob("*.py"))
+            elif item.exists():
+                paths.append(item)
+            else:
+                fail(f"no such file: {item}")
+        catalog_path = catalog or Path(cfg.catalog)
+        if catalog is not None and not catalog_path.exists():
+            fail(f"no catalog at {catalog_path}")
+        cat = Catalog(catalog_path) if catalog_path.exists() else None
+        try:
+            validator = validator_for(cfg, catalog=cat, smoke=smoke)
+            results = []
+            with _progress() as progress:
+                task = progress.add_task("validating", total=len(paths), visible=not as_json)
+                for path in paths:
+                    try:
+                        result = validator.validate(read_source(path), str(path))
+                    except CandidateError as exc:
+                        result = Validation(str(path), exc.verdict)
+                    results.append(result)
+                    if as_json:
+                        print(json.dumps(result.as_dict()), flush=True)
+                    progress.advance(task)
+        finally:
+            if cat is not None:
+                cat.close()
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if not as_json:
+        _print_verdicts(results)
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+def _print_verdicts(results: list[Validation]) -> None:
+    table = Table(title="validation")
+    for column in ("file", "verdict", "reason", "code hash", "struct hash", "params"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        verdict = "[green]ok[/]" if r.ok else f"[red]{r.verdict.stage}[/]"
+        table.add_row(r.label, verdict, r.verdict.reason, (r.code_hash or "")[:12], (r.struct_hash or "")[:12],
+                      f"{r.n_params:,}" if r.n_params is not None else "")
+    console.print(table)
+    passed = sum(r.ok for r in results)
+    console.print(f"{passed} of {len(results)} passed", highlight=False)
 
 
 def _command_line() -> str:

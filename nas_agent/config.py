@@ -61,6 +61,26 @@ class LimitsConfig:
 
 
 @dataclass
+class PolicySettings:
+    """The static safety policy (nas_agent.validate.policy); the defaults are the safe setting."""
+
+    enabled: bool = True                 # false skips the policy: only for code you wrote yourself
+    extra_imports: list = field(default_factory=list)     # modules allowed on top of the default list
+    max_source_bytes: int = 100_000
+
+
+@dataclass
+class ValidateConfig:
+    """The smoke run every candidate gets in the sandbox before training, and its ceilings."""
+
+    smoke: bool = True
+    smoke_seconds: float = 60.0          # wall clock and CPU time of the smoke child
+    smoke_memory_mb: int = 4096          # address space of the smoke child
+    max_params: int = 50_000_000
+    max_gflops: float = 20.0             # forward FLOPs per image
+
+
+@dataclass
 class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -72,6 +92,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     space: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +116,8 @@ class Config:
         return from_dict(data, source="command line")
 
 
-SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig}
+SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig, "policy": PolicySettings,
+            "validate": ValidateConfig}
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -142,6 +165,11 @@ def _check(config: Config, where: str) -> Config:
         problems.append("data subsets must be >= 0")
     if config.limits.seconds <= 0 or config.limits.memory_mb <= 0:
         problems.append("limits.seconds and limits.memory_mb must be positive")
+    if not all(isinstance(m, str) for m in config.policy.extra_imports):
+        problems.append("policy.extra_imports must be a list of module names")
+    v = config.validate
+    if v.smoke_seconds <= 0 or v.smoke_memory_mb <= 0 or v.max_params <= 0 or v.max_gflops <= 0:
+        problems.append("validate.smoke_seconds, smoke_memory_mb, max_params and max_gflops must be positive")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         problems.append(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
     if problems:

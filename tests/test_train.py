@@ -8,13 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from nas_agent.catalog import Catalog
 from nas_agent.space import load_template
 
-from conftest import CANDIDATES, SMALL_FRACTAL
+from conftest import CANDIDATES, REPO, SMALL_FRACTAL
 
 pytestmark = pytest.mark.slow
 
@@ -116,16 +117,23 @@ print(json.dumps({{"images": len(x), "changed": changed, "total": len(before),
     assert not report["nas_agent_loaded"]
 
 
-def test_failing_candidates_are_recorded_and_the_sweep_goes_on(tmp_path, cli_env, small_candidate):
+def _mixed_folder(tmp_path, small_candidate):
     folder = tmp_path / "mixed"
     folder.mkdir()
     for bad in ("raises_in_init", "hangs_in_forward", "exhausts_memory", "nan_loss"):
         (folder / f"{bad}.py").write_text((CANDIDATES / f"{bad}.py").read_text())
     (folder / "good.py").write_text(small_candidate.read_text())
     (folder / "broken.py").write_text("class Net(:\n")
+    return folder
+
+
+def test_failing_candidates_are_recorded_and_the_sweep_goes_on(tmp_path, cli_env, small_candidate):
+    """Without the smoke run, the trainer itself must survive what candidates do while training."""
+    folder = _mixed_folder(tmp_path, small_candidate)
     catalog = tmp_path / "catalog.sqlite"
     result = nas_agent("sweep", folder, "--config", "quick", "--train-subset", 500, "--test-subset", 200,
-                       "--device", "cpu", "--seconds", 40, "--catalog", catalog, env=cli_env, check=False)
+                       "--device", "cpu", "--seconds", 40, "--catalog", catalog, "--no-smoke", env=cli_env,
+                       check=False)
     assert result.returncode == 1  # some candidates failed: say so
     with Catalog(catalog) as cat:
         by_file = {}
@@ -142,6 +150,30 @@ def test_failing_candidates_are_recorded_and_the_sweep_goes_on(tmp_path, cli_env
     assert reasons["exhausts_memory"].startswith("out of memory")
     assert "loss is nan" in reasons["nan_loss"]
     assert len(rejected) == 1 and rejected[0]["stage"] == "parse" and rejected[0]["nn"].endswith("broken.py")
+
+
+def test_the_smoke_run_rejects_broken_candidates_before_training(tmp_path, cli_env, small_candidate):
+    folder = _mixed_folder(tmp_path, small_candidate)
+    (folder / "good_reformatted.py").write_text(  # good.py again, with comments and layout changed
+        small_candidate.read_text().replace("# --- nas-agent", "# (a comment)\n# --- nas-agent", 1)
+        .replace("N_BLOCKS = 3", "N_BLOCKS = 3  # three blocks").replace("FAMILY = ", "\nFAMILY = ", 1))
+    config = tmp_path / "smoke.toml"
+    config.write_text((REPO / "conf" / "quick.toml").read_text() + "\n[validate]\nsmoke_seconds = 20\n")
+    catalog = tmp_path / "catalog.sqlite"
+    result = nas_agent("sweep", folder, "--config", config, "--train-subset", 500, "--test-subset", 200,
+                       "--device", "cpu", "--catalog", catalog, env=cli_env, check=False)
+    assert result.returncode == 1
+    with Catalog(catalog) as cat:
+        models = cat.models()
+        rejected = {Path(e["nn"]).stem: e for e in cat.events(kind="rejected")}
+    # good.py trained once: its reformatted copy is the same candidate, not a second one.
+    assert [m["status"] for m in models] == ["done"] and models[0]["struct_hash"]
+    assert set(rejected) == {"raises_in_init", "hangs_in_forward", "exhausts_memory", "nan_loss", "broken"}
+    stages = {stem: e["stage"] for stem, e in rejected.items()}
+    assert stages.pop("broken") == "parse"
+    assert set(stages.values()) == {"smoke"}
+    assert rejected["hangs_in_forward"]["reason"].startswith("timeout")
+    assert "NaN" in rejected["nan_loss"]["reason"]
 
 
 def _sweep_process(folder, catalog, env):

@@ -21,8 +21,7 @@ from nas_agent.config import Config
 from nas_agent.space.template import TemplateError, read_family, read_params
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.train.sandbox import run_job
-from nas_agent.validate import Verdict, check_contract, code_hash
-from nas_agent.validate.policy import check_policy
+from nas_agent.validate import Validator, Verdict
 
 METRIC = "acc"
 METRIC_CODE = '''import torch
@@ -44,35 +43,42 @@ class CandidateError(ValueError):
 
 @dataclass(frozen=True)
 class CandidateFile:
-    """A candidate read from disk and checked statically (its code is never run here)."""
+    """A candidate read from disk and validated (its code ran only in the smoke sandbox, if at all)."""
 
     path: Path
     source: str
     code_hash: str
     family: str
     template_params: dict
+    struct_hash: str | None = None
+    n_params: int | None = None
 
     def name(self, config: Config) -> str:
         return lemur_name(config.task, config.dataset, METRIC, self.family, self.code_hash)
 
 
-def read_candidate(path: str | Path) -> CandidateFile:
-    """Read a candidate file and check policy and contract statically; raise CandidateError otherwise."""
+def read_source(path: str | Path) -> str:
+    """The text of a candidate file; CandidateError (stage parse) when it cannot be read."""
     path = Path(path)
     try:
-        source = path.read_text()
+        return path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise CandidateError(path, Verdict.reject("parse", f"cannot read file: {exc}")) from None
-    # The static policy comes first: code that fails it never reaches a process that runs it.
-    for check in (check_policy, check_contract):
-        verdict = check(source)
-        if not verdict.ok:
-            raise CandidateError(path, verdict)
+
+
+def read_candidate(path: str | Path, validator: Validator) -> CandidateFile:
+    """Read and validate a candidate file; raise CandidateError with the verdict that rejected it."""
+    path = Path(path)
+    source = read_source(path)
+    result = validator.validate(source, str(path))
+    if not result.ok:
+        raise CandidateError(path, result.verdict)
     try:
         params = read_params(source)
     except TemplateError:
         params = {}  # a hand-written file need not come from a template
-    return CandidateFile(path, source, code_hash(source), read_family(source, default=path.stem), params)
+    return CandidateFile(path, source, result.code_hash, read_family(source, default=path.stem), params,
+                         struct_hash=result.struct_hash, n_params=result.n_params)
 
 
 def transform_of(config: Config) -> tuple[str, str]:
@@ -111,7 +117,8 @@ def register(catalog: Catalog, candidate: CandidateFile, config: Config, *, orig
     catalog.add_model(ModelRecord(
         name=name, code=candidate.source, family=candidate.family, task=config.task,
         dataset=config.dataset, metric=METRIC, code_hash=candidate.code_hash,
-        template_params=candidate.template_params, parent=parent, origin=origin), run_id=run_id)
+        template_params=candidate.template_params, parent=parent, origin=origin,
+        struct_hash=candidate.struct_hash, n_params=candidate.n_params), run_id=run_id)
     return name
 
 

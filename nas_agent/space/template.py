@@ -8,6 +8,7 @@ region, and they do it on the syntax tree, never by pasting strings.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,11 @@ class Template:
     @cached_property
     def tree(self) -> cst.Module:
         return _parse(self.source)
+
+    @cached_property
+    def fixed_code(self) -> list[str]:
+        """Canonical code of the statements outside the editable regions (what candidates must keep)."""
+        return fixed_statements(self.source)
 
     def render(self, values: dict[str, Any]) -> str:
         """Source of the template with the given parameters replaced."""
@@ -82,9 +88,10 @@ def read_params(source: str) -> dict[str, Any]:
     return params
 
 
-def read_family(source: str, default: str = "Net") -> str:
+def read_family(source: str | cst.Module, default: str = "Net") -> str:
     """The module-level FAMILY constant, or `default` when the file declares none."""
-    for statement in _parse(source).body:
+    module = _parse(source) if isinstance(source, str) else source
+    for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 if (isinstance(small, cst.Assign) and len(small.targets) == 1
@@ -116,6 +123,58 @@ def render_tree(source: str | cst.Module, values: dict[str, Any]) -> cst.Module:
             statement = statement.with_changes(body=[assign.with_changes(value=replaced[id(assign)])])
         body.append(statement)
     return module.with_changes(body=body)
+
+
+_REGION_MARKER = re.compile(r"#\s*---\s*nas-agent:\s*(?P<label>.+?)\s*\((?P<side>begin|end)\)\s*---\s*$")
+
+
+def fixed_statements(source: str) -> list[str]:
+    """Canonical form (an AST dump) of each top-level statement outside every editable region."""
+    inside_lines, inside = set(), False
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = _REGION_MARKER.match(line.strip()) if "nas-agent:" in line else None
+        if match:
+            inside = match["side"] == "begin"
+        elif inside:
+            inside_lines.add(number)
+    try:
+        body = ast.parse(source).body
+    except SyntaxError as exc:
+        raise TemplateError(f"syntax error at line {exc.lineno}: {exc.msg}") from None
+    return [ast.dump(statement) for statement in body if statement.lineno not in inside_lines]
+
+
+def has_regions(source: str) -> bool:
+    """Whether the source carries editable-region markers (it was made from a template)."""
+    return any(_REGION_MARKER.match(line.strip()) for line in source.splitlines() if "nas-agent:" in line)
+
+
+def changed_outside_regions(candidate: str, template: Template) -> str | None:
+    """None when `candidate` differs from `template` only inside its editable regions, else what changed.
+
+    Comments and formatting do not count; a changed, added or removed statement does.
+    """
+    mine, theirs = fixed_statements(candidate), template.fixed_code
+    for position, code in enumerate(mine):
+        if position >= len(theirs) or code != theirs[position]:
+            statement = ast.parse(candidate).body
+            kept = [s for s in statement if ast.dump(s) in mine]
+            where = f"line {kept[position].lineno}" if position < len(kept) else "a statement"
+            verb = "was added" if position >= len(theirs) else f"differs from template {template.path.name}"
+            return (f"{where} {verb} outside the editable regions; change only the code between "
+                    f"the nas-agent (begin)/(end) markers")
+    if len(theirs) > len(mine):
+        return f"a statement of template {template.path.name} outside the editable regions was removed"
+    return None
+
+
+def load_templates(folder: str | Path = TEMPLATES_DIR) -> dict[str, Template]:
+    """Every template in `folder`, by family name."""
+    templates = {}
+    for path in sorted(Path(folder).glob("*.py")):
+        template = load_template(path)
+        templates[template.family] = template
+    return templates
 
 
 def load_template(path: str | Path) -> Template:

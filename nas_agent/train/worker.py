@@ -20,7 +20,7 @@ def emit(stream, event: str, **fields) -> None:
     stream.flush()
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """One line a person can act on, with out-of-memory errors named as such."""
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:400]
     if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
@@ -28,7 +28,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _load_candidate(path: str):
+def load_candidate(path: str):
     spec = importlib.util.spec_from_file_location("candidate", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["candidate"] = module
@@ -39,26 +39,36 @@ def _load_candidate(path: str):
 def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     try:
+        from nas_agent.train import guard, landlock
+        from nas_agent.train.job import CANDIDATE_FILE, TrainJob
+
+        job = TrainJob.from_file(job_path)
+        writable = [Path(job_path).parent] + ([Path(job.checkpoint).parent] if job.checkpoint else [])
+        for folder in writable:
+            folder.mkdir(parents=True, exist_ok=True)
+        # First, while this is the only thread: the kernel's wall, inherited by every later thread.
+        landlock.restrict(writable)
+
         import torch
 
         from nas_agent.config import TrainConfig
         from nas_agent.data import load_cache
-        from nas_agent.train.job import CANDIDATE_FILE, TrainJob
         from nas_agent.train.loop import resolve_device, seed_everything, train_model
 
-        job = TrainJob.from_file(job_path)
         if job.threads > 0:
             torch.set_num_threads(job.threads)
         cfg = TrainConfig(**job.train)
         device = resolve_device(job.device)
         seed_everything(cfg.seed)
         data = load_cache(job.dataset_cache).subset(job.train_subset or None, job.test_subset or None, seed=cfg.seed)
+        torch.ones(1, device=device).add_(1)  # initialise the device (CUDA loads libraries) before the guard
+        guard.install(writable)
     except Exception as exc:  # our own set-up failed: say so, it is not the candidate's fault
-        emit(events, "failed", stage="setup", reason=_describe(exc), traceback=traceback.format_exc())
+        emit(events, "failed", stage="setup", reason=describe(exc), traceback=traceback.format_exc())
         return 2
 
     try:
-        module = _load_candidate(Path(job_path).parent / CANDIDATE_FILE)
+        module = load_candidate(Path(job_path).parent / CANDIDATE_FILE)
         prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
                "checkpoint_blocks": cfg.checkpoint_blocks}
         model = module.Net(job.in_shape, job.out_shape, prm, device)
@@ -73,7 +83,7 @@ def main(job_path: str, event_fd: int) -> int:
                     checkpoint=Path(job.checkpoint) if job.checkpoint else None,
                     fingerprint=job.fingerprint, on_epoch=on_epoch)
     except BaseException as exc:  # candidate code may raise anything, SystemExit included
-        emit(events, "failed", stage="train", reason=_describe(exc), traceback=traceback.format_exc()[-4000:])
+        emit(events, "failed", stage="train", reason=describe(exc), traceback=traceback.format_exc()[-4000:])
         return 1
     emit(events, "done")
     return 0

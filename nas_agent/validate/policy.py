@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import symtable
+
 import libcst as cst
-from libcst.metadata import BuiltinAssignment, PositionProvider, ScopeProvider
+from libcst.metadata import PositionProvider
 
 from nas_agent.validate.verdict import Verdict
 
@@ -26,7 +28,10 @@ DEFAULT_FORBIDDEN_QUALIFIED = (
     "torch.utils.cpp_extension", "torch.utils.data", "torch.multiprocessing", "torch.distributed",
     "torch.classes.load_library", "torch.backends.cudnn.benchmark", "torch.cuda.set_per_process_memory_fraction",
     "torch.set_num_threads", "torch.set_num_interop_threads", "torch.from_file", "torch.storage",
-    "torch.package", "torch.serialization", "torch.compiler", "torch.profiler",
+    "torch.package", "torch.serialization", "torch.compiler", "torch.profiler", "torch.autograd.profiler",
+    "torch.jit", "torch.onnx", "torch.export", "torch.UntypedStorage", "torch.TypedStorage",
+    # Name-based access that bypasses attribute checks, and eval in disguise (string annotations).
+    "operator.attrgetter", "operator.methodcaller", "typing.get_type_hints", "typing.ForwardRef",
 )
 DEFAULT_FORBIDDEN_NAMES = (
     "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "breakpoint", "input",
@@ -36,6 +41,8 @@ DEFAULT_FORBIDDEN_NAMES = (
 DEFAULT_FORBIDDEN_ATTRIBUTES = (
     "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame", "gi_code", "cr_frame", "cr_code",
     "ag_frame", "tb_frame", "tb_next", "co_code", "func_globals",
+    # Ways to files or native code from ordinary objects: tensor.numpy().ctypes, .tofile, scripted .save.
+    "ctypes", "tofile", "from_file", "save", "export_chrome_trace",
 )
 ALLOWED_DUNDER_ATTRIBUTES = ("__init__",)  # super().__init__() and nothing else
 NAME_FUNCTIONS = ("getattr", "setattr", "hasattr")  # safe only with a literal, non-dunder name
@@ -76,12 +83,34 @@ def _module_name(node) -> str:
     return _dotted(node) or ""
 
 
-class _PolicyVisitor(cst.CSTVisitor):
-    METADATA_DEPENDENCIES = (ScopeProvider,)
+def _builtin_uses(code: str, names: tuple[str, ...]) -> set[str]:
+    """Which of `names` the code uses as the builtins, not as its own variables.
 
-    def __init__(self, config: PolicyConfig):
+    Python's compiler symbol table knows each scope's bindings exactly (a parameter called
+    `input` is not the builtin `input`), and it is far cheaper than a libcst scope analysis.
+    """
+    wanted = set(names)
+    found: set[str] = set()
+    module = symtable.symtable(code, "<candidate>", "exec")
+    bound_globally = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
+    stack = [module]
+    while stack:
+        table = stack.pop()
+        stack.extend(table.get_children())
+        for symbol in table.get_symbols():
+            name = symbol.get_name()
+            if name not in wanted or not symbol.is_referenced() or name in bound_globally:
+                continue
+            if table is module or (symbol.is_global() and not symbol.is_declared_global()):
+                found.add(name)
+    return found
+
+
+class _PolicyVisitor(cst.CSTVisitor):
+    def __init__(self, config: PolicyConfig, builtins_used: set[str]):
         super().__init__()
         self.config = config
+        self.builtins_used = builtins_used  # forbidden names used as the builtins (see _builtin_uses)
         self.aliases: dict[str, str] = {}  # local name -> the qualified name it stands for
         self.attribute_names: set[int] = set()  # ids of the Name nodes that are `x.<name>`
 
@@ -132,12 +161,8 @@ class _PolicyVisitor(cst.CSTVisitor):
 
     # names and attributes
     def visit_Name(self, node: cst.Name) -> None:
-        if node.value not in self.config.forbidden_names or id(node) in self.attribute_names:
-            return
         # A parameter or local called `input` is harmless; the builtin of that name is not.
-        scope = self.get_metadata(ScopeProvider, node, None)
-        assignments = scope[node.value] if scope is not None else ()
-        if not assignments or any(isinstance(a, BuiltinAssignment) for a in assignments):
+        if node.value in self.builtins_used and id(node) not in self.attribute_names:
             raise _PolicyViolation(node, f"the builtin {node.value} is not allowed in candidate code")
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
@@ -158,38 +183,70 @@ class _PolicyVisitor(cst.CSTVisitor):
             if not isinstance(name, cst.SimpleString):
                 raise _PolicyViolation(node, f"{func} with a computed attribute name is not allowed; "
                                              f"use plain attribute access")
-            if name.evaluated_value.startswith("_"):
-                raise _PolicyViolation(node, f"{func} of the private or dunder name "
-                                             f"{name.evaluated_value!r} is not allowed")
+            attr = name.evaluated_value
+            if not isinstance(attr, str) or attr.startswith("_"):
+                raise _PolicyViolation(node, f"{func} of the private or dunder name {attr!r} is not allowed")
+            if attr in self.config.forbidden_attributes:
+                raise _PolicyViolation(node, f"{func} of {attr!r} (interpreter internals) is not allowed")
+            target = _dotted(node.args[0].value)
+            if target:  # getattr(torch, "save") is torch.save
+                self._check_qualified(node, self._qualify(f"{target}.{attr}"))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        # `t = torch` makes t another name for torch: follow it like an import alias.
+        source = _dotted(node.value)
+        if source is None or source.partition(".")[0] not in self.aliases:
+            return
+        for target in node.targets:
+            if isinstance(target.target, cst.Name):
+                self.aliases[target.target.value] = self._qualify(source)
 
 
-def check_policy(source: str | cst.Module, config: PolicyConfig | None = None) -> Verdict:
-    """`policy` rejection naming the first offending line, `parse` for bad syntax, or ok."""
+def check_size(source: str, config: PolicyConfig | None = None) -> Verdict:
+    """`policy` rejection when the source is larger than the policy allows, else ok."""
+    limit = (config or PolicyConfig()).max_source_bytes
+    size = len(source.encode())
+    if size > limit:
+        return Verdict.reject("policy", f"source is {size:,} bytes, above the {limit:,} byte limit "
+                                        f"(policy.max_source_bytes)")
+    return Verdict.accept()
+
+
+def check_policy(source: str | cst.Module, config: PolicyConfig | None = None, *, text: str | None = None) -> Verdict:
+    """`policy` rejection naming the first offending line, `parse` for bad syntax, or ok.
+
+    `source` is text or an already parsed module; with a module, pass its `text` too when
+    you have it, to save generating it again.
+    """
     config = config or PolicyConfig()
     if isinstance(source, str):
-        size = len(source.encode())
-        if size > config.max_source_bytes:
-            return Verdict.reject("policy", f"source is {size:,} bytes, above the {config.max_source_bytes:,} "
-                                            f"byte limit (policy.max_source_bytes)")
+        verdict = check_size(source, config)
+        if not verdict.ok:
+            return verdict
         try:
             module = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
             return Verdict.reject("parse", f"syntax error at line {exc.raw_line}: {exc.message}")
     else:
         module = source
-    wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)
     try:
-        wrapper.visit(_PolicyVisitor(config))
+        builtins_used = _builtin_uses(source if isinstance(source, str) else (text or module.code),
+                                      config.forbidden_names)
+    except SyntaxError as exc:  # valid grammar, invalid program (e.g. `return` outside a function)
+        return Verdict.reject("parse", f"line {exc.lineno}: {exc.msg}")
+    try:
+        module.visit(_PolicyVisitor(config, builtins_used))
     except _PolicyViolation as violation:
-        line = _line_of(wrapper, violation.node)
+        line = _line_of(module, violation.node)
         return Verdict.reject("policy", (f"line {line}: " if line else "") + str(violation))
     return Verdict.accept()
 
 
-def _line_of(wrapper: cst.MetadataWrapper, node) -> int | None:
+def _line_of(module: cst.Module, node) -> int | None:
+    """Line of `node` in `module`; positions are computed only here, for the rejection message."""
     if node is None:
         return None
     try:
-        return wrapper.resolve(PositionProvider)[node].start.line
+        return cst.MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)[node].start.line
     except KeyError:
         return None

@@ -1,0 +1,160 @@
+"""The validation pipeline: every candidate, from any source, passes the same stages in the same order.
+
+    parse -> policy -> contract (and template regions) -> duplicate (code_hash) -> smoke -> duplicate (struct_hash)
+
+The static stages run in the driver on the syntax tree; the smoke run is the only stage
+that executes candidate code, and it does so in the sandboxed child. Duplicates are
+looked up in this batch and in the catalog, whose hash columns are indexed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import libcst as cst
+
+from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family
+from nas_agent.validate.contract import check_contract
+from nas_agent.validate.normalize import code_hash
+from nas_agent.validate.policy import PolicyConfig, check_policy, check_size
+from nas_agent.validate.smoke import SmokeLimits, smoke_test
+from nas_agent.validate.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One candidate's verdict with the facts found on the way (hashes, size, cost)."""
+
+    label: str
+    verdict: Verdict
+    code_hash: str | None = None
+    struct_hash: str | None = None
+    n_params: int | None = None
+    flops_per_sample: int | None = None
+    duplicate_of: str | None = None      # the catalog model or earlier file it repeats
+    known_as: str | None = None          # allow_known: the catalog model with this very code
+    smoke_seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok
+
+    def as_dict(self) -> dict:
+        return {"file": self.label, "ok": self.verdict.ok, "stage": self.verdict.stage,
+                "reason": self.verdict.reason, "code_hash": self.code_hash, "struct_hash": self.struct_hash,
+                "n_params": self.n_params, "flops_per_sample": self.flops_per_sample,
+                "duplicate_of": self.duplicate_of}
+
+
+@dataclass
+class Validator:
+    """Validates candidates against the policy, the contract, the templates, the catalog and each other.
+
+    `catalog`: a Catalog to look duplicates up in (None: only this batch). `smoke`: limits
+    of the smoke run, None to stop after the static stages. `allow_known`: code already in
+    the catalog is accepted as that model (re-training a known file resumes it) instead of
+    being rejected as a duplicate.
+    """
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    smoke: SmokeLimits | None = None
+    catalog: object | None = None
+    templates: dict[str, Template] = field(default_factory=dict)
+    workdir: Path | None = None
+    allow_known: bool = False
+    policy_enabled: bool = True
+    _seen_code: dict[str, str] = field(default_factory=dict)
+    _seen_struct: dict[str, str] = field(default_factory=dict)
+
+    def validate(self, source: str, label: str) -> Validation:
+        """All stages; the smoke run only when the static ones pass and smoke limits are set."""
+        result = self.check_static(source, label)
+        if result.ok and result.known_as is None and self.smoke is not None:
+            result = self.check_smoke(source, result)
+        if result.ok:
+            self.remember(result)
+        return result
+
+    def check_static(self, source: str, label: str) -> Validation:
+        """parse, policy, contract, template regions and the code-hash duplicate check; nothing runs."""
+        if self.policy_enabled:
+            verdict = check_size(source, self.policy)
+            if not verdict.ok:
+                return Validation(label, verdict)
+        try:
+            module = cst.parse_module(source)
+        except cst.ParserSyntaxError as exc:
+            return Validation(label, Verdict.reject(
+                "parse", f"syntax error at line {exc.raw_line}, column {exc.raw_column}: {exc.message}"))
+        # The policy comes first: code that fails it never reaches a process that runs it.
+        checks = ([lambda m: check_policy(m, self.policy, text=source)] if self.policy_enabled else []) \
+            + [check_contract]
+        for check in checks:
+            verdict = check(module)
+            if not verdict.ok:
+                return Validation(label, verdict)
+        template = self.templates.get(read_family(module, default=""))
+        if template is not None and has_regions(source):
+            changed = changed_outside_regions(source, template)
+            if changed:
+                return Validation(label, Verdict.reject("contract", changed))
+        digest = code_hash(source)
+        known = self.catalog.find_by_code_hash(digest) if self.catalog is not None else None
+        if known and self.allow_known:
+            return Validation(label, Verdict.accept(), code_hash=digest, known_as=known)
+        twin = self._seen_code.get(digest) or known
+        if twin:
+            return Validation(label, Verdict.reject(
+                "duplicate", f"same code as {twin} once comments, formatting and local names are ignored"),
+                code_hash=digest, duplicate_of=twin)
+        return Validation(label, Verdict.accept(), code_hash=digest)
+
+    def check_smoke(self, source: str, static: Validation) -> Validation:
+        """Run the candidate once in the sandbox; reject it there or as a structural duplicate."""
+        temporary = self.workdir is None
+        root = Path(tempfile.mkdtemp(prefix="nas-agent-smoke-")) if temporary else self.workdir
+        workdir = root / f"smoke-{(static.code_hash or 'candidate')[:12]}"
+        try:
+            smoke = smoke_test(source, workdir, self.smoke)
+        finally:
+            if temporary:
+                shutil.rmtree(root, ignore_errors=True)
+        result = replace(static, verdict=smoke.verdict, struct_hash=smoke.struct_hash, n_params=smoke.n_params,
+                         flops_per_sample=smoke.flops_per_sample, smoke_seconds=smoke.seconds)
+        if not smoke.verdict.ok:
+            return result
+        if not temporary:
+            shutil.rmtree(workdir, ignore_errors=True)  # a passing run leaves nothing worth reading
+        twin = self._seen_struct.get(smoke.struct_hash)
+        if twin is None and self.catalog is not None:
+            twin = next(iter(self.catalog.find_by_struct_hash(smoke.struct_hash)), None)
+        if twin:
+            return replace(result, duplicate_of=twin, verdict=Verdict.reject(
+                "duplicate", f"the same network as {twin}: identical operations, shapes and parameters "
+                             f"(struct_hash {smoke.struct_hash[:12]})"))
+        return result
+
+    def remember(self, result: Validation) -> None:
+        """Count an accepted candidate for the duplicate checks of the ones after it."""
+        if result.code_hash:
+            self._seen_code.setdefault(result.code_hash, result.label)
+        if result.struct_hash:
+            self._seen_struct.setdefault(result.struct_hash, result.label)
+
+
+def validator_for(config, *, catalog=None, workdir: Path | None = None, allow_known: bool = False,
+                  smoke: bool | None = None) -> Validator:
+    """A Validator set up from a run's Config (`[policy]` and `[validate]`) and the shipped templates."""
+    from nas_agent.space.template import load_templates
+
+    policy = PolicyConfig(allowed_imports=PolicyConfig().allowed_imports + tuple(config.policy.extra_imports),
+                          max_source_bytes=config.policy.max_source_bytes)
+    v = config.validate
+    limits = SmokeLimits(seconds=v.smoke_seconds, memory_mb=v.smoke_memory_mb, max_params=v.max_params,
+                         max_gflops=v.max_gflops)
+    return Validator(policy=policy, smoke=limits if (v.smoke if smoke is None else smoke) else None,
+                     catalog=catalog, templates=load_templates(), workdir=workdir, allow_known=allow_known,
+                     policy_enabled=config.policy.enabled)

@@ -1,0 +1,113 @@
+"""Child-process entry point of the smoke run: `python -m nas_agent.validate.smoke_worker JOB.json EVENT_FD`.
+
+Started by `nas_agent.validate.smoke` inside the sandbox, never in the driver. Installs
+the audit-hook guard, imports the candidate, builds `Net`, runs forward and backward on
+a small seeded batch, checks shape, finiteness, size and cost, and reports the network's
+structural fingerprint. One `done` or `failed` event on the pipe says how it went.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from nas_agent.train.worker import describe, emit, load_candidate
+
+
+class SmokeFailure(Exception):
+    """The candidate ran but broke a smoke-run rule."""
+
+
+def _check(job: dict, started: float) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from nas_agent.validate.structure import probe
+
+    module = load_candidate(Path(job["candidate"]))
+    in_shape, out_shape = tuple(job["in_shape"]), tuple(job["out_shape"])
+    prm = {"lr": 0.01, "momentum": 0.9, "dropout": 0.1}
+    try:
+        model = module.Net(in_shape, out_shape, prm, torch.device("cpu"))
+    except BaseException as exc:
+        described = describe(exc)
+        # Keep "out of memory" first: it names the limit to look at.
+        oom = "out of memory: " if described.startswith("out of memory: ") else ""
+        raise SmokeFailure(f"{oom}Net(...) raised {described.removeprefix(oom)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise SmokeFailure(f"Net(...) built a {type(model).__name__}, not an nn.Module")
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > job["max_params"]:
+        raise SmokeFailure(f"{n_params:,} parameters, above the {job['max_params']:,} limit (validate.max_params)")
+
+    generator = torch.Generator().manual_seed(0)
+    batch = job["batch"]
+    inputs = torch.randn((batch, *in_shape[1:]), generator=generator)
+    labels = torch.randint(0, out_shape[0], (batch,), generator=generator)
+    model.train()
+    try:
+        output, structure = probe(model, inputs)
+    except TypeError as exc:
+        raise SmokeFailure(str(exc)) from None
+    if tuple(output.shape) != (batch, *out_shape):
+        raise SmokeFailure(f"forward returned shape {tuple(output.shape)}, expected {(batch, *out_shape)} "
+                           f"(batch, *out_shape)")
+    if not torch.isfinite(output).all():
+        raise SmokeFailure("forward returned NaN or infinite values on a random batch")
+    flops_limit = job["max_gflops"] * 1e9
+    if structure.flops_per_sample > flops_limit:
+        raise SmokeFailure(f"{structure.flops_per_sample / 1e9:.2f} GFLOPs per image, above the "
+                           f"{job['max_gflops']:g} GFLOPs limit (validate.max_gflops)")
+    loss = F.cross_entropy(output, labels)
+    loss.backward()
+    if not math.isfinite(loss.item()):
+        raise SmokeFailure("the loss of a random batch is NaN or infinite")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if trainable and all(p.grad is None for p in trainable):
+        raise SmokeFailure("backward reached no parameter: the output does not depend on the weights")
+    if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in trainable):
+        raise SmokeFailure("backward produced NaN or infinite gradients")
+    return {"struct_hash": structure.struct_hash, "n_params": n_params,
+            "flops_per_sample": structure.flops_per_sample, "output_shape": list(structure.output_shape),
+            "n_ops": structure.n_ops, "seconds": round(time.monotonic() - started, 3)}
+
+
+def main(job_path: str, event_fd: int) -> int:
+    events = os.fdopen(event_fd, "w", buffering=1)
+    started = time.monotonic()
+    workdir = Path(job_path).parent
+    try:
+        from nas_agent.train import guard, landlock
+
+        # First, while this is the only thread: the kernel's wall, inherited by every later thread.
+        landlock_abi = landlock.restrict([workdir])
+        import torch
+
+        job = json.loads(Path(job_path).read_text())
+        torch.set_num_threads(1)
+        torch.ones(1).add_(1)  # start torch's thread pool and allocator before the guard goes up
+        guard.install([workdir])
+    except Exception as exc:  # our own set-up failed: not the candidate's fault
+        emit(events, "failed", stage="setup", reason=f"smoke set-up failed: {describe(exc)}")
+        return 2
+    try:
+        result = _check(job, started)
+    except SmokeFailure as exc:
+        emit(events, "failed", stage="smoke", reason=str(exc))
+        return 1
+    except RecursionError:
+        emit(events, "failed", stage="smoke", reason="RecursionError: maximum recursion depth exceeded")
+        return 1
+    except BaseException as exc:  # candidate code may raise anything, SystemExit included
+        emit(events, "failed", stage="smoke", reason=describe(exc))
+        return 1
+    emit(events, "done", landlock=landlock_abi, **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,40 @@
+# expect: policy
+# limit: 5
+# why: a generator's gi_frame.f_globals reaches __builtins__ and then os.system
+# touches: /tmp/nas_agent_hostile_frame_walk
+# sandbox: smoke
+import torch
+import torch.nn as nn
+
+
+def supported_hyperparameters():
+    return {"lr", "momentum", "dropout"}
+
+
+class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.device = device
+        self.conv = nn.Conv2d(in_shape[1], 8, 3, padding=1)
+        self.head = nn.Linear(8, out_shape[0])
+        def gen():
+            yield 1
+        frame_globals = gen().gi_frame.f_globals
+        b = frame_globals["__builtins__"]
+        imp = b["__import__"] if isinstance(b, dict) else b.__import__
+        imp("os").system("touch /tmp/nas_agent_hostile_frame_walk")
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+    def train_setup(self, prm):
+        self.to(self.device)
+        self.criteria = (nn.CrossEntropyLoss(),)
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=prm["lr"], momentum=prm["momentum"])
+
+    def learn(self, train_data):
+        self.train()
+        for inputs, labels in train_data:
+            self.optimizer.zero_grad()
+            self.criteria[0](self(inputs), labels).backward()
+            self.optimizer.step()
