@@ -300,6 +300,77 @@ def _print_verdicts(results: list[Validation]) -> None:
     console.print(f"{passed} of {len(results)} passed", highlight=False)
 
 
+@app.command()
+def propose(
+    template: Optional[Path] = typer.Option(None, "--template", help="Template to edit (default: the config's)."),
+    parent: Optional[str] = typer.Option(None, "--parent", help="Edit this catalog model instead of the template."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Proposals to ask for (default: llm.n)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="vllm, openai, transformers or replay."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id, folder, GGUF file, or smollm2."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the valid proposals here."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Append the completions to this replay file."),
+    smoke: Optional[bool] = SmokeOpt,
+    config: Optional[Path] = ConfigOpt,
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Ask the LLM once for edits, validate them and show the verdicts (every call is recorded)."""
+    from nas_agent.llm import LLMError, make_backend, sampling_of
+    from nas_agent.llm.propose import Proposer
+    from nas_agent.llm.replay import record as record_completions
+
+    try:
+        cfg = _config(config, catalog=catalog, smoke=smoke).with_overrides({
+            "llm.backend": backend, "llm.model": model, "llm.n": n, "llm.max_tokens": max_tokens,
+            "llm.temperature": temperature, "llm.replay_file": str(replay) if replay else None})
+        with Catalog(cfg.catalog) as cat:
+            if parent:
+                parent = _resolve_name(cat, parent)
+                base, label = cat.get_model(parent)["code"], parent
+            else:
+                tmpl = load_template(template or cfg.template)
+                base, label = tmpl.source, f"template:{tmpl.path.name}"
+            run_id = cat.start_run(_command_line(), cfg.to_dict())
+            status = "failed"
+            try:
+                validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
+                err.print(f"loading {cfg.llm.backend} backend, model {cfg.llm.model} …", highlight=False)
+                llm = make_backend(cfg.llm)
+                proposer = Proposer(llm, sampling_of(cfg.llm), validator, catalog=cat, run_id=run_id,
+                                    epochs=cfg.train.epochs, max_params=cfg.validate.max_params, task=cfg.task)
+                with err.status(f"asking for {cfg.llm.n} proposal(s) and validating them"):
+                    proposals = proposer.edit(base, label)
+                llm.close()
+                status = "finished"
+            finally:
+                cat.end_run(run_id, status)
+    except (LLMError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    if record:
+        record_completions(record, [p.completion for p in proposals])
+    written = []
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        for p in proposals:
+            if p.validation.ok:
+                path = out / f"proposal-{p.validation.code_hash[:8]}.py"
+                path.write_text(p.source)
+                written.append(path)
+    table = Table(title=f"{len(proposals)} proposal(s) from {llm.name}:{llm.model} for {label}")
+    for column in ("#", "verdict", "reason", "tokens out", "reasoning chars", "seconds"):
+        table.add_column(column, overflow="fold")
+    for p in proposals:
+        v = p.validation.verdict
+        table.add_row(str(p.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", v.reason[:300],
+                      str(p.completion.tokens_out), f"{len(p.extraction.reasoning):,}", f"{p.completion.latency_s:.1f}")
+    console.print(table)
+    valid = sum(p.validation.ok for p in proposals)
+    console.print(f"{valid} of {len(proposals)} valid; recorded in {cfg.catalog}"
+                  + (f"; wrote {len(written)} file(s) to {out}" if out else ""), highlight=False)
+
+
 def _command_line() -> str:
     return " ".join(["nas-agent", *sys.argv[1:]])
 

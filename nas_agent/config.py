@@ -81,6 +81,34 @@ class ValidateConfig:
 
 
 @dataclass
+class LLMConfig:
+    """The LLM that proposes edits: which backend, which model, how to sample, how to run it."""
+
+    backend: str = "vllm"                # vllm | openai | transformers | replay
+    model: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"  # HF id, local folder, GGUF file, or "smollm2"
+    temperature: float = 0.6             # DeepSeek-R1's recommended sampling
+    top_p: float = 0.95
+    max_tokens: int = 4096
+    n: int = 8                           # proposals per round
+    seed: int = 0
+    # vLLM engine
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 16384
+    dtype: str = "auto"
+    # openai: any OpenAI-compatible server (vllm serve, llama.cpp server, ...)
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = ""                # name of the environment variable holding the key, if any
+    timeout_s: float = 600.0
+    retries: int = 3
+    concurrency: int = 8
+    # transformers
+    device: str = "auto"
+    # replay: a JSON Lines file of recorded completions
+    replay_file: str = ""
+
+
+@dataclass
 class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -94,6 +122,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     policy: PolicySettings = field(default_factory=PolicySettings)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     space: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +146,7 @@ class Config:
 
 
 SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig, "policy": PolicySettings,
-            "validate": ValidateConfig}
+            "validate": ValidateConfig, "llm": LLMConfig}
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -170,6 +199,11 @@ def _check(config: Config, where: str) -> Config:
     v = config.validate
     if v.smoke_seconds <= 0 or v.smoke_memory_mb <= 0 or v.max_params <= 0 or v.max_gflops <= 0:
         problems.append("validate.smoke_seconds, smoke_memory_mb, max_params and max_gflops must be positive")
+    llm = config.llm
+    if llm.backend not in ("vllm", "openai", "transformers", "replay"):
+        problems.append(f"llm.backend must be vllm, openai, transformers or replay, not {llm.backend!r}")
+    if not (0 <= llm.temperature <= 5 and 0 < llm.top_p <= 1 and llm.max_tokens > 0 and llm.n > 0):
+        problems.append("llm: temperature must be in [0, 5], top_p in (0, 1], max_tokens and n positive")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         problems.append(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
     if problems:

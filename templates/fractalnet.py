@@ -52,6 +52,7 @@ def supported_hyperparameters():
     return {"lr", "momentum", "dropout"}
 
 
+# --- nas-agent: element (begin) ---
 def make_element(c_in, c_out, dropout):
     """One element E: the layers of ELEMENT_ORDER, tracking the channel count."""
     layers = []
@@ -71,6 +72,7 @@ def make_element(c_in, c_out, dropout):
         else:
             raise ValueError(f"unknown element kind {kind!r}")
     return nn.Sequential(*layers)
+# --- nas-agent: element (end) ---
 
 
 def join(paths, drop_prob, training):

@@ -194,7 +194,11 @@ def test_a_template_file_may_change_only_its_editable_regions():
     validator = Validator(templates=load_templates())
     edited = template.render({"N_COLUMNS": 2})
     assert validator.validate(edited, "edited.py").ok
-    outside = edited.replace("nn.BatchNorm2d(", "nn.InstanceNorm2d(", 1)
+    inside = edited.replace("nn.BatchNorm2d(channels)", "nn.GroupNorm(1, channels)", 1)  # the element region
+    assert inside != edited and Validator(templates=load_templates()).validate(inside, "inside.py").ok
+    outside = edited.replace("self.head = nn.Linear(channels, out_shape[0])",
+                             "self.head = nn.Linear(channels, out_shape[0], bias=False)")
+    assert outside != edited
     result = Validator(templates=load_templates()).validate(outside, "outside.py")
     assert result.verdict.stage == "contract"
     assert "outside the editable regions" in result.verdict.reason

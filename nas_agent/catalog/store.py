@@ -11,6 +11,7 @@ which WAL mode and a busy timeout make safe.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -145,13 +146,36 @@ CREATE TABLE IF NOT EXISTS event (
     at TEXT);
 CREATE INDEX IF NOT EXISTS idx_event_nn ON event (nn);
 CREATE INDEX IF NOT EXISTS idx_event_kind ON event (kind);
+CREATE TABLE IF NOT EXISTS llm_call (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    purpose TEXT,
+    parent TEXT,
+    backend TEXT,
+    model TEXT,
+    sampling TEXT,
+    prompt TEXT,
+    completion TEXT,
+    reasoning_chars INTEGER,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    latency_s REAL,
+    finish_reason TEXT,
+    ok INTEGER,
+    stage TEXT,
+    reason TEXT,
+    code_hash TEXT,
+    nn TEXT,
+    at TEXT);
+CREATE INDEX IF NOT EXISTS idx_llm_call_run ON llm_call (run_id);
+CREATE INDEX IF NOT EXISTS idx_llm_call_parent ON llm_call (parent, ok);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT);
 """
 
 LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
-OWN_TABLES = ("model", "run", "event", "meta")
+OWN_TABLES = ("model", "run", "event", "llm_call", "meta")
 
 _UPSERT_STAT = """
 INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
@@ -293,6 +317,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+@functools.lru_cache(maxsize=1)
 def _schema_columns() -> dict[str, list[str]]:
     """Column names of every catalog table, read back from the DDL itself."""
     mem = sqlite3.connect(":memory:")
@@ -617,6 +642,35 @@ class Catalog:
         """Events in the order they happened, optionally for one model and/or one kind."""
         return self._rows("SELECT * FROM event WHERE (:nn IS NULL OR nn = :nn) "
                           "AND (:kind IS NULL OR kind = :kind) ORDER BY id", {"nn": nn, "kind": kind})
+
+    # --- LLM calls --------------------------------------------------------------
+
+    def add_llm_call(self, **fields) -> int:
+        """Record one completion of an LLM call and the verdict of what it produced; returns its id."""
+        known = set(_schema_columns()["llm_call"]) - {"id", "at"}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"unknown llm_call field(s): {', '.join(sorted(unknown))}")
+        if isinstance(fields.get("sampling"), dict):
+            fields["sampling"] = json.dumps(fields["sampling"], sort_keys=True)
+        if "ok" in fields and fields["ok"] is not None:
+            fields["ok"] = int(bool(fields["ok"]))
+        fields["at"] = _utc_now()
+        columns = ", ".join(fields)
+        with self._write() as w:
+            cursor = w.execute(f"INSERT INTO llm_call ({columns}) VALUES ({', '.join('?' * len(fields))})",
+                               tuple(fields.values()))
+            return cursor.lastrowid
+
+    def llm_calls(self, run_id: str | None = None, parent: str | None = None, ok: bool | None = None,
+                  last: int | None = None) -> list[dict]:
+        """Recorded LLM completions, oldest first (`last`: only the newest N), filtered by run, parent, outcome."""
+        rows = self._rows("SELECT * FROM llm_call WHERE (:run IS NULL OR run_id = :run) "
+                          "AND (:parent IS NULL OR parent = :parent) AND (:ok IS NULL OR ok = :ok) "
+                          "ORDER BY id DESC LIMIT :limit",
+                          {"run": run_id, "parent": parent, "ok": None if ok is None else int(ok),
+                           "limit": -1 if last is None else last})
+        return rows[::-1]
 
     def lineage(self, name: str) -> list[str]:
         """Ancestors of `name` from the root down to `name` itself; [] for an unknown model.

@@ -144,6 +144,40 @@ def fixed_statements(source: str) -> list[str]:
     return [ast.dump(statement) for statement in body if statement.lineno not in inside_lines]
 
 
+def editable_regions(source: str) -> dict[str, str]:
+    """The text of each editable region (between its marker lines, markers excluded), by label."""
+    regions: dict[str, list[str]] = {}
+    current = None
+    for line in source.splitlines():
+        match = _REGION_MARKER.match(line.strip()) if "nas-agent:" in line else None
+        if match:
+            current = match["label"] if match["side"] == "begin" else None
+            if current is not None:
+                regions[current] = []
+        elif current is not None:
+            regions[current].append(line)
+    return {label: "\n".join(lines) for label, lines in regions.items()}
+
+
+def replace_regions(source: str, replacements: dict[str, str]) -> str:
+    """`source` with the named editable regions' text replaced (marker lines kept); unknown labels are an error."""
+    unknown = set(replacements) - set(editable_regions(source))
+    if unknown:
+        raise TemplateError(f"no editable region named {', '.join(sorted(unknown))}")
+    out, skipping = [], False
+    for line in source.splitlines():
+        match = _REGION_MARKER.match(line.strip()) if "nas-agent:" in line else None
+        if match and match["side"] == "begin" and match["label"] in replacements:
+            out += [line, replacements[match["label"]].strip("\n")]
+            skipping = True
+        elif match and match["side"] == "end":
+            out.append(line)
+            skipping = False
+        elif not skipping:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def has_regions(source: str) -> bool:
     """Whether the source carries editable-region markers (it was made from a template)."""
     return any(_REGION_MARKER.match(line.strip()) for line in source.splitlines() if "nas-agent:" in line)
@@ -180,8 +214,8 @@ def load_templates(folder: str | Path = TEMPLATES_DIR) -> dict[str, Template]:
 def load_template(path: str | Path) -> Template:
     """Read a template file (a path, or the name of a file in templates/)."""
     path = Path(path)
-    if not path.exists() and (TEMPLATES_DIR / path).exists():
-        path = TEMPLATES_DIR / path
+    if not path.exists():  # a name in templates/, or a path relative to the repository (as configs give it)
+        path = next((p for p in (TEMPLATES_DIR / path, TEMPLATES_DIR.parent / path) if p.exists()), path)
     try:
         source = path.read_text()
     except OSError as exc:

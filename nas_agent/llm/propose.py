@@ -1,0 +1,226 @@
+"""Ask the LLM for edits of a template or a parent, turn its answers into candidates, validate, record.
+
+The prompts (prompts/edit.txt, prompts/fix.txt) ask for the editable regions rewritten in
+full: small local models break diff formats, and splicing whole regions back into the
+parent keeps every line outside them exactly as the template has it. Every completion is
+recorded in the catalog with the verdict of what it produced, and the verdicts of a
+parent's rejected children go into its next prompt.
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from nas_agent.config import REPO_ROOT
+from nas_agent.llm.base import Backend, Completion, Sampling
+from nas_agent.llm.extract import Extraction, code_blocks, extract
+from nas_agent.space.template import TemplateError, editable_regions, replace_regions
+from nas_agent.validate.pipeline import Validation, Validator
+from nas_agent.validate.verdict import Verdict
+
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+def load_prompt(name: str, folder: Path = PROMPTS_DIR) -> string.Template:
+    """A prompt template from prompts/ (`$name` placeholders: code is full of braces)."""
+    return string.Template((folder / f"{name}.txt").read_text())
+
+
+def _defined_names(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    targets = statement.targets if isinstance(statement, ast.Assign) else \
+        [statement.target] if isinstance(statement, (ast.AnnAssign, ast.AugAssign)) else []
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def splice(base: str, code: str) -> tuple[str | None, str]:
+    """Put the answer's code into `base`: (new source, "") or (None, what did not fit).
+
+    The answer may be a whole file, the editable regions with their markers (what the
+    prompt asks for), or bare region code, matched to regions by the names it defines.
+    """
+    if "class Net" in code and "def supported_hyperparameters" in code:
+        return code, ""
+    known = editable_regions(base)
+    given = editable_regions(code)
+    if given:
+        matching = {label: text for label, text in given.items() if label in known}
+        if not matching:
+            return None, (f"the answer's regions ({', '.join(given)}) are not the template's "
+                          f"({', '.join(known)})")
+        return replace_regions(base, {label: _merge(known[label], text) for label, text in matching.items()}), ""
+    try:
+        statements = ast.parse(code).body
+    except SyntaxError as exc:
+        return None, f"the answer's code does not parse (line {exc.lineno}: {exc.msg})"
+    owners = {}
+    for label, text in known.items():
+        try:
+            for statement in ast.parse(text).body:
+                owners.update({name: label for name in _defined_names(statement)})
+        except SyntaxError:
+            continue
+    pieces: dict[str, list[str]] = {}
+    for statement in statements:
+        labels = {owners[name] for name in _defined_names(statement) if name in owners}
+        if len(labels) == 1:
+            pieces.setdefault(labels.pop(), []).append(ast.get_source_segment(code, statement) or "")
+    if not pieces:
+        return None, "the answer's code defines none of the editable regions' names"
+    return replace_regions(base, {label: _merge(known[label], "\n".join(new)) for label, new in pieces.items()}), ""
+
+
+def _merge(old: str, new: str) -> str:
+    """`old` region code with the statements `new` restates replaced in place, and `new`'s others appended.
+
+    Small models often return only what they changed; the rest of the region stays as it was.
+    """
+    try:
+        old_body, new_body = ast.parse(old).body, ast.parse(new).body
+    except SyntaxError:
+        return new  # let validation say what is wrong with it
+    replacement = {}
+    for statement in new_body:
+        for name in _defined_names(statement):
+            replacement.setdefault(name, statement)
+    used, lines = set(), []
+    for statement in old_body:
+        names = _defined_names(statement)
+        substitutes = [replacement[n] for n in sorted(names) if n in replacement]
+        if not substitutes:
+            lines.append(ast.get_source_segment(old, statement))
+        for substitute in substitutes:
+            if id(substitute) not in used:
+                used.add(id(substitute))
+                lines.append(ast.get_source_segment(new, substitute))
+    lines += [ast.get_source_segment(new, s) for s in new_body if id(s) not in used]
+    return "\n".join(filter(None, lines))
+
+
+def _extract(text: str, base: str) -> Extraction:
+    """The code of an answer: marked regions if any, else a whole file, else the last Python block."""
+    if "nas-agent:" not in base:
+        return extract(text, wanted="class Net")
+    regions = extract(text, wanted="nas-agent:")
+    if regions.code is not None or not regions.answer:
+        return regions
+    whole = extract(text, wanted="class Net")
+    if whole.code is not None:
+        return whole
+    blocks = code_blocks(regions.answer)
+    if blocks:  # bare region code without markers: splice() matches it by the names it defines
+        code, closed = blocks[-1]
+        return Extraction(regions.reasoning, regions.answer, code, truncated=not closed)
+    return regions
+
+
+@dataclass
+class Proposal:
+    """One completion and what became of it."""
+
+    index: int
+    completion: Completion
+    extraction: Extraction
+    source: str | None
+    validation: Validation
+    call_id: int | None = None
+
+
+class Proposer:
+    """Builds prompts from the catalog, asks the backend, validates and records each answer."""
+
+    def __init__(self, backend: Backend, sampling: Sampling, validator: Validator, *, catalog=None,
+                 run_id: str | None = None, epochs: int = 1, max_params: int = 50_000_000,
+                 examples: int = 3, rejections: int = 3, task: str = "img-classification"):
+        self.backend, self.sampling, self.validator = backend, sampling, validator
+        self.catalog, self.run_id, self.epochs, self.max_params = catalog, run_id, epochs, max_params
+        self.n_examples, self.n_rejections, self.task = examples, rejections, task
+
+    # prompts ------------------------------------------------------------------
+
+    def edit_prompt(self, base: str, parent: str) -> str:
+        """The edit prompt for `base` (source), whose catalog name or template label is `parent`."""
+        return load_prompt("edit").substitute(
+            code=base.rstrip("\n"), epochs=self.epochs, max_params=f"{self.max_params:,}",
+            parent=self._parent_section(parent), examples=self._examples_section(parent),
+            rejections=self._rejections_section(parent))
+
+    def fix_prompt(self, source: str, verdict: Verdict) -> str:
+        return load_prompt("fix").substitute(code=source.rstrip("\n"), stage=verdict.stage, reason=verdict.reason)
+
+    def _parent_section(self, parent: str) -> str:
+        if self.catalog is None:
+            return ""
+        rows = self.catalog.leaderboard(task=self.task, names=[parent])
+        if not rows:
+            return ""
+        row = rows[0]
+        return (f"This code is candidate {parent}: best test accuracy {row['accuracy']:.4f} after epoch "
+                f"{row['epoch']}, {row['n_params'] or 0:,} parameters, {row['seconds_per_epoch']:.1f} s per epoch.\n")
+
+    def _examples_section(self, parent: str) -> str:
+        if self.catalog is None or not self.n_examples:
+            return ""
+        lines = []
+        for row in self.catalog.leaderboard(task=self.task, top=self.n_examples + 1):
+            if row["name"] == parent or len(lines) >= self.n_examples:
+                continue
+            regions = editable_regions(self.catalog.get_model(row["name"])["code"])
+            body = "\n".join(f"# --- nas-agent: {label} (begin) ---\n{text}\n# --- nas-agent: {label} (end) ---"
+                             for label, text in regions.items())
+            lines.append(f"Accuracy {row['accuracy']:.4f}, {row['n_params'] or 0:,} parameters:\n```python\n{body}\n```")
+        return ("The best candidates so far, for reference:\n" + "\n".join(lines) + "\n") if lines else ""
+
+    def _rejections_section(self, parent: str) -> str:
+        if self.catalog is None or not self.n_rejections:
+            return ""
+        calls = self.catalog.llm_calls(parent=parent, ok=False, last=self.n_rejections)
+        if not calls:
+            return ""
+        reasons = "\n".join(f"- {c['stage']}: {c['reason']}" for c in calls)
+        return f"Earlier proposals from this code were rejected; avoid these mistakes:\n{reasons}\n"
+
+    # asking -------------------------------------------------------------------
+
+    def edit(self, base: str, parent: str, n: int | None = None) -> list[Proposal]:
+        """`n` proposals (default: sampling.n) that edit `base`, each validated and recorded."""
+        return self._ask(self.edit_prompt(base, parent), base, parent, "edit", n)
+
+    def fix(self, source: str, verdict: Verdict, parent: str, n: int | None = None) -> list[Proposal]:
+        """`n` attempts to repair `source`, rejected with `verdict`."""
+        return self._ask(self.fix_prompt(source, verdict), source, parent, "fix", n)
+
+    def _ask(self, prompt: str, base: str, parent: str, purpose: str, n: int | None) -> list[Proposal]:
+        sampling = Sampling(**{**self.sampling.as_dict(), "n": n or self.sampling.n})
+        completions = self.backend.generate([prompt], sampling)
+        proposals = []
+        for index, completion in enumerate(completions):
+            extraction = _extract(completion.text, base)
+            source, problem = (None, extraction.problem)
+            if extraction.code is not None:
+                try:
+                    source, problem = splice(base, extraction.code)
+                except TemplateError as exc:
+                    source, problem = None, str(exc)
+            if source is None:
+                validation = Validation(f"proposal {index}", Verdict.reject("parse", problem))
+            else:
+                validation = self.validator.validate(source, f"proposal {index}")
+            call_id = self._record(purpose, parent, prompt, sampling, completion, extraction, validation)
+            proposals.append(Proposal(index, completion, extraction, source, validation, call_id))
+        return proposals
+
+    def _record(self, purpose, parent, prompt, sampling, completion, extraction, validation) -> int | None:
+        if self.catalog is None:
+            return None
+        return self.catalog.add_llm_call(
+            run_id=self.run_id, purpose=purpose, parent=parent, backend=self.backend.name, model=self.backend.model,
+            sampling=sampling.as_dict(), prompt=prompt, completion=completion.text,
+            reasoning_chars=len(extraction.reasoning), tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out, latency_s=completion.latency_s,
+            finish_reason=completion.finish_reason, ok=validation.ok, stage=validation.verdict.stage,
+            reason=validation.verdict.reason, code_hash=validation.code_hash)
