@@ -157,3 +157,21 @@ def test_transformers_backend_runs_the_shipped_smollm2_gguf(tmp_path, template):
     assert all(c["tokens_out"] > 0 and c["latency_s"] > 0 and c["model"] == "smollm2" for c in calls)
     assert all((c["ok"] == 1) == (c["stage"] is None) for c in calls)
     assert all(c["stage"] is None or c["reason"] for c in calls)
+
+
+def test_backends_that_cannot_run_say_which_would(tmp_path):
+    from dataclasses import replace
+
+    from nas_agent.config import load_config
+    from nas_agent.llm import make_backend
+
+    llm = replace(load_config().llm, base_url="http://127.0.0.1:9/v1", retries=1, timeout_s=5)
+    with pytest.raises(LLMError, match="no OpenAI-compatible server at http://127.0.0.1:9/v1"):
+        make_backend(replace(llm, backend="openai")).generate(["hi"], Sampling(max_tokens=4))
+    try:
+        import vllm  # noqa: F401  (present only in .venv-vllm)
+    except ImportError:
+        with pytest.raises(LLMError, match="use backend transformers"):
+            make_backend(replace(llm, backend="vllm"))
+    with pytest.raises(LLMError, match="no GGUF file"):
+        make_backend(replace(llm, backend="transformers", model=str(tmp_path / "missing.gguf")))
