@@ -65,7 +65,11 @@ class OpenAIBackend:
         self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="openai-backend")
         self._n_honoured = True          # until the server shows otherwise
         self._is_vllm = False            # vLLM can return token ids per choice: exact token counts
-        self.served_model = self._pick_model(model)
+        try:
+            self.served_model = self._pick_model(model)
+        except LLMError:
+            self.client.close()
+            raise
 
     @classmethod
     def from_config(cls, llm_config) -> OpenAIBackend:
@@ -105,8 +109,6 @@ class OpenAIBackend:
         """The name the server knows `model` by: as given, or a served path that is the same folder."""
         try:
             listing = self._with_retries(self.client.models.list)
-        except LLMError:
-            raise
         except self._openai.APIStatusError:    # a server without /models: trust the name
             return model
         served = {m.id: getattr(m, "owned_by", "") for m in listing.data}

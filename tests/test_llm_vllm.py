@@ -1,0 +1,174 @@
+"""The vllm and openai backends against a real vLLM (CPU build) running the real SmolLM2-135M-Instruct.
+
+vLLM lives in its own venv (`scripts/setup_vllm.sh` makes .venv-vllm) and loads the safetensors
+copy of SmolLM2 that `scripts/convert_smollm2.py` writes to runs/models/smollm2; CI makes both
+before the tests. These tests fail, not skip, when either is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nas_agent.llm.base import LLMError, Sampling
+from nas_agent.llm.models import SMOLLM2_CONVERTED
+from nas_agent.llm.openai_backend import OpenAIBackend
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_VENV = REPO / ".venv-vllm"
+PROMPTS = ["What is 2 + 2?", "Name a colour.", "Write a haiku about the sea.", "Say hello in French."]
+SERVER_START_S = 420          # a cold start on two cores: ~35 s eager; more while another job loads the CPU
+
+
+def _engine_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")   # GiB of KV cache: plenty for 135M params and short prompts
+    env["HF_HUB_OFFLINE"] = "1"                     # everything is local; never wait on a hub
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> Path:
+    python = VLLM_VENV / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run scripts/setup_vllm.sh (CI does)")
+    return python
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder() -> Path:
+    if not (SMOLLM2_CONVERTED / "config.json").exists():
+        pytest.fail(f"the converted SmolLM2 is missing at {SMOLLM2_CONVERTED}: "
+                    f"run .venv/bin/python scripts/convert_smollm2.py (CI does)")
+    return SMOLLM2_CONVERTED
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _check_completions(completions, prompts: int, n: int) -> None:
+    assert len(completions) == prompts * n
+    assert [c.prompt_index for c in completions] == [i for i in range(prompts) for _ in range(n)]
+    for c in completions:
+        assert c.tokens_in > 0 and c.tokens_out > 0, c
+        assert c.text.strip(), c
+        assert c.latency_s > 0
+        assert c.finish_reason in ("stop", "length")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_backend_in_process_batch(vllm_python, smollm2_folder):
+    """VLLMBackend in .venv-vllm: one batched chat call, 4 prompts, n=1."""
+    started = time.perf_counter()
+    run = subprocess.run([str(vllm_python), str(REPO / "scripts" / "vllm_generate.py"), "--model", "smollm2",
+                          "--n", "1", "--max-tokens", "32", "--temperature", "0.7", *PROMPTS],
+                         cwd=REPO, env=_engine_env(), capture_output=True, text=True, timeout=800, check=False)
+    assert run.returncode == 0, f"vllm_generate.py failed ({run.returncode}):\n{run.stderr[-3000:]}"
+    # vLLM logs to stdout too; the result is the last line.
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    completions = result["completions"]
+    assert len(completions) == 4
+    assert [c["prompt_index"] for c in completions] == [0, 1, 2, 3]
+    for c in completions:
+        assert c["tokens_in"] > 0 and 0 < c["tokens_out"] <= 32
+        assert c["text"].strip()
+    print(f"engine start {result['engine_start_s']} s, generate {result['generate_s']} s, "
+          f"whole run {time.perf_counter() - started:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_python, smollm2_folder, tmp_path_factory):
+    """`vllm serve runs/models/smollm2` from .venv-vllm on a free port; its base URL."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until teardown
+    # Served by its absolute folder, without --served-model-name: the backend matches "smollm2" to it.
+    command = [str(VLLM_VENV / "bin" / "vllm"), "serve", str(smollm2_folder), "--host", "127.0.0.1",
+               "--port", str(port), "--enforce-eager", "--max-model-len", "2048", "--seed", "0"]
+    server = subprocess.Popen(command, cwd=REPO, env=_engine_env(), stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    started = time.perf_counter()
+    try:
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - started > SERVER_START_S:
+                pytest.fail(f"vllm serve did not answer in {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        print(f"vllm serve ready in {time.perf_counter() - started:.0f} s")
+        yield base_url
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)         # the server and its engine process
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def served_backend(vllm_server):
+    backend = OpenAIBackend("smollm2", vllm_server, retries=1, timeout_s=300, concurrency=4)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_openai_backend_batch_against_vllm_serve(served_backend, smollm2_folder):
+    assert served_backend.served_model == str(smollm2_folder)    # "smollm2" found the served folder
+    completions = served_backend.generate(PROMPTS, Sampling(temperature=0.7, max_tokens=32, n=1, seed=0))
+    _check_completions(completions, prompts=4, n=1)
+    assert all(c.tokens_out <= 32 for c in completions)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_openai_backend_n_completions_grouped_by_prompt(served_backend):
+    completions = served_backend.generate(PROMPTS[:3], Sampling(temperature=1.0, max_tokens=24, n=2, seed=1))
+    _check_completions(completions, prompts=3, n=2)
+    pairs = [(completions[2 * i].text, completions[2 * i + 1].text) for i in range(3)]
+    assert any(a != b for a, b in pairs), "n=2 gave the same text twice for every prompt"
+
+
+def test_openai_backend_without_server_fails_fast():
+    port = _free_port()                                   # bound and released: nothing listens there
+    started = time.perf_counter()
+    with pytest.raises(LLMError, match=rf"no OpenAI-compatible server at http://127.0.0.1:{port}/v1; "
+                                       r"start one with `vllm serve MODEL`"):
+        OpenAIBackend("smollm2", f"http://127.0.0.1:{port}/v1", retries=2, backoff_s=0.05, timeout_s=5)
+    assert time.perf_counter() - started < 10
+
+
+def test_vllm_backend_without_vllm_names_what_works():
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed in this venv")
+    from nas_agent.llm.vllm_backend import VLLMBackend
+
+    with pytest.raises(LLMError, match=r"scripts/setup_vllm.sh.*backend transformers.*vllm serve"):
+        VLLMBackend("smollm2")
