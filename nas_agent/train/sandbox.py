@@ -54,6 +54,12 @@ class ChildLimits:
     open_files: int | None = None        # open file descriptors (rlimit)
     file_mb: int | None = None           # largest file the child may write (rlimit)
     threads: int = 0                     # torch / OpenMP threads; 0 leaves torch's default
+    seconds_key: str = ""                # the config keys behind the limits, named in the reasons
+    memory_key: str = ""
+
+
+def _cite(key: str) -> str:
+    return f" ({key})" if key else ""
 
 
 def _limit_child(limits: ChildLimits, limit_address_space: bool):
@@ -180,9 +186,10 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
         if cancel is not None and cancel.is_set():
             result.killed_for = "interrupted: the run was stopped"
         elif time.monotonic() - started > limits.seconds:
-            result.killed_for = f"timeout: still running after {limits.seconds:g} s"
+            result.killed_for = f"timeout: still running after {limits.seconds:g} s{_cite(limits.seconds_key)}"
         elif _rss_mb(proc.pid) > limits.memory_mb:
-            result.killed_for = f"out of memory: resident memory above {limits.memory_mb} MB"
+            result.killed_for = (f"out of memory: resident memory above {limits.memory_mb} MB"
+                                 f"{_cite(limits.memory_key)}")
         if result.killed_for:
             break
     result.returncode = proc.wait() if not result.killed_for else None
@@ -195,7 +202,7 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     result.seconds = time.monotonic() - started
     result.log_tail = _tail(log_path)
     if result.returncode is not None and -result.returncode == signal.SIGXCPU:
-        result.killed_for = f"timeout: CPU time above {limits.cpu_seconds:g} s"
+        result.killed_for = f"timeout: CPU time above {limits.cpu_seconds:g} s{_cite(limits.seconds_key)}"
     return result
 
 
@@ -206,7 +213,8 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     Setting `cancel` kills the child; the outcome's reason then starts with "interrupted".
     """
     limits = ChildLimits(seconds=job.seconds, memory_mb=job.memory_mb, threads=job.threads,
-                         file_mb=max(1024, job.memory_mb))
+                         file_mb=max(1024, job.memory_mb), seconds_key="limits.seconds",
+                         memory_key="limits.memory_mb")
     result = run_child("nas_agent.train.worker", {CANDIDATE_FILE: job.source, "job.json": job.to_json()},
                        workdir, limits, device=job.device, on_event=on_event, cancel=cancel)
     outcome = TrainOutcome(name=job.name, ok=False, seconds=result.seconds, log_tail=result.log_tail)
@@ -216,12 +224,7 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
         elif event.get("event") == "epoch":
             outcome.epochs.append(event)
     reason = result.failure()
-    if reason is None:
-        outcome.ok = True
-    else:
-        # Name the config key that set a limit the candidate hit.
-        hint = {"timeout: still": " (limits.seconds)", "out of memory: resident": " (limits.memory_mb)"}
-        outcome.reason = reason + next((h for prefix, h in hint.items() if reason.startswith(prefix)), "")
+    outcome.ok, outcome.reason = reason is None, reason or ""
     return outcome
 
 

@@ -46,15 +46,14 @@ def smoke_test(source: str, workdir: str | Path, limits: SmokeLimits = SmokeLimi
            "out_shape": list(out_shape), "max_params": limits.max_params, "max_gflops": limits.max_gflops,
            "batch": limits.batch}
     child_limits = ChildLimits(seconds=limits.seconds, memory_mb=limits.memory_mb, cpu_seconds=limits.seconds,
-                               open_files=256, file_mb=16, threads=1)
+                               open_files=256, file_mb=16, threads=1,
+                               seconds_key="validate.smoke_seconds", memory_key="validate.smoke_memory_mb")
     result = run_child("nas_agent.validate.smoke_worker", {CANDIDATE_FILE: source, "job.json": json.dumps(job)},
                        workdir, child_limits, device="cpu")
     failure = result.failure()
     if failure is not None:
         if failure.startswith("timeout:"):
-            failure += " (validate.smoke_seconds): an endless loop or far too much work"
-        elif failure.startswith("out of memory: resident"):
-            failure += " (validate.smoke_memory_mb)"
+            failure += ": an endless loop or far too much work"
         return SmokeResult(Verdict.reject("smoke", failure), seconds=result.seconds)
     done = next(e for e in result.events if e.get("event") == "done")
     return SmokeResult(Verdict.accept(), struct_hash=done["struct_hash"], n_params=done["n_params"],
