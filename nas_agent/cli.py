@@ -1,4 +1,4 @@
-"""The `nas-agent` command line: generate, validate, train, sweep, leaderboard, show, export."""
+"""The `nas-agent` command line: generate, validate, train, sweep, propose, search, runs, leaderboard, show, export."""
 
 from __future__ import annotations
 
@@ -371,6 +371,120 @@ def propose(
                   + (f"; wrote {len(written)} file(s) to {out}" if out else ""), highlight=False)
 
 
+@app.command()
+def search(
+    config: Optional[Path] = ConfigOpt,
+    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Candidates to train (0: no limit; see --hours)."),
+    hours: Optional[float] = typer.Option(None, "--hours", help="Wall-clock limit of the search, in hours."),
+    catalog: Optional[Path] = CatalogOpt,
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start one here)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run with this id (after a crash or Ctrl-C)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=0),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", min=0),
+    device: Optional[str] = typer.Option(None, "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="LLM backend: vllm, openai, transformers, replay."),
+    model: Optional[str] = typer.Option(None, "--model", help="LLM: model id, folder, GGUF file, or smollm2."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+) -> None:
+    """Search: rounds of LLM edits, mutations and Optuna proposals, validated, trained and ranked."""
+    from nas_agent.llm import LLMError
+    from nas_agent.search.assemble import make_backend_if_needed, make_executor, make_strategies, optuna_storage
+    from nas_agent.search.display import SearchDisplay
+    from nas_agent.search.loop import Search
+    from nas_agent.search.summary import strategy_summary
+
+    overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
+                 "search.ray_address": ray_address, "search.seed": seed, "llm.backend": backend,
+                 "llm.model": model, "llm.replay_file": str(replay) if replay else None}
+    try:
+        if budget is not None and budget < 0 or hours is not None and hours < 0:
+            fail("--budget and --hours must be >= 0")
+        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
+                      device=device, catalog=catalog).with_overrides(overrides)
+        if resume:
+            # The run's own settings, with what this command line changes on top.
+            with _open_catalog(Path(cfg.catalog)) as cat:
+                run = cat.get_run(resume)
+            if run is None:
+                fail(f"no run {resume!r} in {cfg.catalog}; `nas-agent runs` lists the runs")
+            from nas_agent.config import from_dict
+
+            cfg = from_dict(run["config"], source=f"run {resume}").with_overrides(
+                {**overrides, "data.dir": str(data_dir) if data_dir else None, "device": device})
+        if not cfg.search.budget and not cfg.search.hours:
+            fail("an endless search: set a budget (--budget N) or a time limit (--hours H)")
+        template = load_template(cfg.template)
+        # Everything that can fail on a bad setting comes before the catalog is opened.
+        cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
+        pool = make_executor(cfg)
+        llm = make_backend_if_needed(cfg)
+    except (LLMError, ValueError, *USER_ERRORS) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    status, stats, strategies = "failed", None, {}
+    try:
+        with Catalog(cfg.catalog) as cat:
+            if resume:
+                run_id = resume
+                cat.reopen_run(run_id)
+            else:
+                run_id = cat.start_run(_command_line(), cfg.to_dict())
+            err.print(f"search run {run_id}: budget {cfg.search.budget or 'none'}, "
+                      f"{cfg.search.hours or 'no'} hour limit, strategies "
+                      + ", ".join(f"{k} {v:g}" for k, v in cfg.search.strategies.items() if v > 0)
+                      + f", executor {cfg.search.executor} ({pool.slots} slot(s))", highlight=False)
+            try:
+                validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
+                strategies = make_strategies(cfg, cat, run_id, template, validator, llm)
+                engine = Search(cfg, cat, run_id, cache, template=template, strategies=strategies,
+                                validator=validator, executor=pool)
+                stats = engine.stats
+                with SearchDisplay(err, engine.stats, cfg.train.epochs) as display:
+                    engine.on_change = display.update
+                    status = engine.run()
+            except KeyboardInterrupt:
+                status = "interrupted"
+            finally:
+                cat.end_run(run_id, status)
+                for strategy in strategies.values():
+                    strategy.close()
+            names = sorted({p["nn"] for p in cat.proposals(run_id=run_id) if p["ok"] and p["nn"]})
+            board = cat.leaderboard(task=cfg.task, names=names) if names else []
+            summary = strategy_summary(cat, run_id)
+    except (LLMError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    finally:
+        pool.close()
+        if llm is not None:
+            llm.close()
+    if board:
+        _print_leaderboard(board[:20], title=f"run {run_id}: leaderboard")
+    _print_strategy_summary(summary, run_id)
+    if status == "interrupted":
+        err.print(f"interrupted: finished results are in {cfg.catalog}; continue with "
+                  f"nas-agent search --resume {run_id} --catalog {cfg.catalog}", highlight=False)
+        raise typer.Exit(130)
+    console.print(f"{stats.stop_reason}; catalog {cfg.catalog}"
+                  + (f"; Optuna studies: optuna-dashboard {optuna_storage(cfg)}"
+                     if {"optuna", "hpo"} & set(cfg.search.strategies) else ""), highlight=False)
+
+
+def _print_strategy_summary(rows: list[dict], run_id: str) -> None:
+    table = Table(title=f"run {run_id}: strategies")
+    for column in ("strategy", "proposals", "valid", "duplicates", "rejected", "trained", "failed", "stopped",
+                   "best acc", "mean acc"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    for r in rows:
+        table.add_row(r["strategy"], str(r["proposals"]), f"{r['valid']} ({r['valid_share']:.0%})", str(r["duplicates"]),
+                      str(r["rejected"]), str(r["trained"]), str(r["failed"]), str(r["stopped"]), fmt(r["best"]),
+                      fmt(r["mean"]))
+    console.print(table)
+
+
 def _command_line() -> str:
     return " ".join(["nas-agent", *sys.argv[1:]])
 
@@ -388,6 +502,22 @@ def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
         table.add_row(str(row["rank"]), row["name"], f"{row['accuracy']:.4f}", str(row["epoch"]),
                       f"{row['n_params']:,}" if row["n_params"] is not None else "?",
                       f"{row['seconds_per_epoch']:.1f}", row["origin"] or "")
+    console.print(table)
+
+
+@app.command()
+def runs(catalog: Optional[Path] = CatalogOpt) -> None:
+    """List the catalog's runs: id, command, status, start and end."""
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            rows = cat.runs()
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    table = Table(title="runs")
+    for column in ("id", "status", "started", "ended", "command"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["id"], r["status"], r["started"] or "", r["ended"] or "", r["command"] or "")
     console.print(table)
 
 

@@ -108,6 +108,31 @@ class LLMConfig:
     replay_file: str = ""
 
 
+def _default_strategies() -> dict:
+    return {"llm": 0.5, "mutate": 0.3, "optuna": 0.2}
+
+
+@dataclass
+class SearchConfig:
+    """The search loop: budgets, rounds, strategy mix, parents, and where candidates train."""
+
+    budget: int = 20                     # candidates (and HPO trials) to train; 0: until `hours` is spent
+    hours: float = 0.0                   # wall-clock limit of the search; 0: none
+    round_size: int = 8                  # proposals asked for per round
+    strategies: dict = field(default_factory=_default_strategies)   # name -> weight: llm, mutate, optuna, hpo
+    parents: int = 3                     # best models each round builds on
+    diversity: int = 1                   # plus this many picked for being unlike them
+    crossover: float = 0.25              # mutate: share of crossovers when there are two parents or more
+    llm_fixes: int = 1                   # llm: repair attempts per round for rejected proposals
+    hpo_top: int = 2                     # hpo: tune the training recipe of the best N models
+    pruner: str = "median"               # hpo: median | halving (successive halving), on per-epoch accuracy
+    patience: int = 3                    # stop after this many rounds in a row without a new candidate
+    executor: str = "local"              # local | ray
+    workers: int = 0                     # local: candidates trained at once (0: one per GPU, else 1)
+    ray_address: str = ""                # ray: address of a running cluster; empty starts a local one
+    seed: int = 0
+
+
 @dataclass
 class Config:
     name: str = "default"
@@ -123,6 +148,7 @@ class Config:
     policy: PolicySettings = field(default_factory=PolicySettings)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     space: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +172,7 @@ class Config:
 
 
 SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig, "policy": PolicySettings,
-            "validate": ValidateConfig, "llm": LLMConfig}
+            "validate": ValidateConfig, "llm": LLMConfig, "search": SearchConfig}
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -204,6 +230,26 @@ def _check(config: Config, where: str) -> Config:
         problems.append(f"llm.backend must be vllm, openai, transformers or replay, not {llm.backend!r}")
     if not (0 <= llm.temperature <= 5 and 0 < llm.top_p <= 1 and llm.max_tokens > 0 and llm.n > 0):
         problems.append("llm: temperature must be in [0, 5], top_p in (0, 1], max_tokens and n positive")
+    search = config.search
+    unknown = set(search.strategies) - {"llm", "mutate", "optuna", "hpo"}
+    if unknown:
+        problems.append(f"search.strategies: unknown strategy {', '.join(sorted(unknown))}; "
+                        f"choose from llm, mutate, optuna, hpo")
+    elif not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                 for w in search.strategies.values()) or not any(w > 0 for w in search.strategies.values()):
+        problems.append("search.strategies: weights must be numbers >= 0, at least one of them positive")
+    if search.budget < 0 or search.hours < 0:
+        problems.append("search.budget and search.hours must be >= 0")
+    if search.round_size < 1 or search.parents < 1 or search.diversity < 0 or search.patience < 1:
+        problems.append("search.round_size, search.parents and search.patience must be >= 1, search.diversity >= 0")
+    if not 0 <= search.crossover <= 1:
+        problems.append("search.crossover must be in [0, 1]")
+    if search.pruner not in ("median", "halving"):
+        problems.append(f"search.pruner must be median or halving, not {search.pruner!r}")
+    if search.executor not in ("local", "ray"):
+        problems.append(f"search.executor must be local or ray, not {search.executor!r}")
+    if search.workers < 0 or search.llm_fixes < 0 or search.hpo_top < 1:
+        problems.append("search.workers and search.llm_fixes must be >= 0, search.hpo_top >= 1")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         problems.append(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
     if problems:

@@ -56,3 +56,37 @@ def small_candidate(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("small") / "small_fractal.py"
     path.write_text(template.render(SMALL_FRACTAL))
     return path
+
+
+def catalog_snapshot(catalog: Path):
+    """(stat rows, model statuses, run ids) read straight from the catalog file."""
+    import sqlite3
+
+    with sqlite3.connect(catalog) as db:
+        stats = db.execute("SELECT nn, epoch, id, accuracy FROM stat ORDER BY nn, epoch").fetchall()
+        status = dict(db.execute("SELECT name, status FROM model").fetchall())
+        runs = [row[0] for row in db.execute("SELECT id FROM run ORDER BY started, id")]
+    return stats, status, runs
+
+
+def wait_until_one_done_and_one_mid_training(proc, catalog: Path, timeout: float = 600):
+    """Poll the catalog a process is filling until one model is done and another has epochs but is running.
+
+    Returns catalog_snapshot() of that moment; kills the process and fails the test on timeout.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            stats, status, runs = catalog_snapshot(catalog)
+        except sqlite3.OperationalError:
+            continue  # not created yet, or mid-write
+        done = [n for n, s in status.items() if s == "done"]
+        mid = [n for n, s in status.items() if s == "running" and any(row[0] == n for row in stats)]
+        if done and mid:
+            return stats, status, runs
+    proc.kill()
+    pytest.fail("never reached a state with one candidate done and one mid-training")

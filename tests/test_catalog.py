@@ -85,7 +85,28 @@ def test_schema_keeps_lemur_tables_with_exactly_lemur_columns(cat):
             "idx_transform", "idx_metric", "idx_prm", "idx_model_code_hash"} <= indexes
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+
+
+def test_a_schema_1_catalog_gains_the_proposal_table_and_keeps_its_models(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Catalog(path) as old:
+        old.add_model(ModelRecord(name="img-classification_cifar-10_acc_Net-00aa11bb", code="x = 1", family="Net",
+                                  task=TASK_CLASSIFICATION, dataset="cifar-10", metric="acc", code_hash="00aa11bb",
+                                  template_params={}, parent=None, origin="manual"))
+        old.db.conn.execute("DROP TABLE proposal")
+        old.db.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        old.db.conn.commit()
+    with Catalog(path) as upgraded:
+        assert len(upgraded.models()) == 1
+        proposal = upgraded.add_proposal(run_id="r", round=1, strategy="mutate", parent="template:t.py",
+                                         change="N_BLOCKS 4 -> 3", ok=True, status="queued", trial=7,
+                                         prm={"lr": 0.1})
+        upgraded.update_proposal(proposal, status="done", accuracy=0.5)
+        rows = upgraded.proposals(run_id="r")
+        assert [(r["status"], r["accuracy"], r["trial"], r["prm"]) for r in rows] == [("done", 0.5, 7, {"lr": 0.1})]
+        with pytest.raises(ValueError, match="unknown proposal field"):
+            upgraded.add_proposal(run_id="r", colour="red")
 
 
 def test_lemur_name_format():

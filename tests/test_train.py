@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from nas_agent.catalog import Catalog
 from nas_agent.space import load_template
 
-from conftest import CANDIDATES, REPO, SMALL_FRACTAL
+from conftest import CANDIDATES, REPO, SMALL_FRACTAL, catalog_snapshot, wait_until_one_done_and_one_mid_training
 
 pytestmark = pytest.mark.slow
 
@@ -183,13 +182,6 @@ def _sweep_process(folder, catalog, env):
                             stderr=subprocess.DEVNULL)
 
 
-def _snapshot(catalog):
-    with sqlite3.connect(catalog) as db:
-        stats = db.execute("SELECT nn, epoch, id, accuracy FROM stat ORDER BY nn, epoch").fetchall()
-        status = dict(db.execute("SELECT name, status FROM model").fetchall())
-    return stats, status
-
-
 def test_sigkill_mid_sweep_loses_nothing_and_trains_nothing_twice(tmp_path, cli_env):
     folder = tmp_path / "cands"
     template = load_template("fractalnet.py")
@@ -198,22 +190,7 @@ def test_sigkill_mid_sweep_loses_nothing_and_trains_nothing_twice(tmp_path, cli_
         (folder / f"c{i}.py").write_text(template.render({**SMALL_FRACTAL, "ACTIVATION": activation}))
     catalog = tmp_path / "catalog.sqlite"
     proc = _sweep_process(folder, catalog, cli_env)
-    deadline = time.monotonic() + 400
-    stats, status = [], {}
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if catalog.exists():
-            try:
-                stats, status = _snapshot(catalog)
-            except sqlite3.OperationalError:
-                continue
-            done = [n for n, s in status.items() if s == "done"]
-            mid = [n for n, s in status.items() if s == "running" and any(row[0] == n for row in stats)]
-            if done and mid:
-                break
-    else:
-        proc.kill()
-        pytest.fail("the sweep never reached a state with one candidate done and one mid-training")
+    stats, status, _ = wait_until_one_done_and_one_mid_training(proc, catalog, timeout=400)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished_before = [row for row in stats if status[row[0]] == "done"]
@@ -225,7 +202,7 @@ def test_sigkill_mid_sweep_loses_nothing_and_trains_nothing_twice(tmp_path, cli_
     result = nas_agent("sweep", folder, "--config", "quick", "--epochs", 2, "--train-subset", 1500,
                        "--test-subset", 300, "--device", "cpu", "--catalog", catalog, env=cli_env)
     assert "skipped" in result.stdout
-    stats_after, status_after = _snapshot(catalog)
+    stats_after, status_after, _ = catalog_snapshot(catalog)
     assert set(status_after.values()) == {"done"} and len(status_after) == 3
     assert len(stats_after) == 6  # 3 candidates x 2 epochs, no duplicates
     assert set(finished_before) <= set(stats_after)  # finished results kept untouched

@@ -27,7 +27,7 @@ import sqlite_utils
 
 TASK_CLASSIFICATION = "img-classification"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODEL_STATUSES = ("queued", "running", "done", "failed")
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
@@ -169,13 +169,32 @@ CREATE TABLE IF NOT EXISTS llm_call (
     at TEXT);
 CREATE INDEX IF NOT EXISTS idx_llm_call_run ON llm_call (run_id);
 CREATE INDEX IF NOT EXISTS idx_llm_call_parent ON llm_call (parent, ok);
+CREATE TABLE IF NOT EXISTS proposal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    round INTEGER,
+    strategy TEXT,
+    parent TEXT,
+    change TEXT,
+    nn TEXT,
+    code_hash TEXT,
+    prm TEXT,
+    trial INTEGER,
+    ok INTEGER,
+    stage TEXT,
+    reason TEXT,
+    status TEXT,
+    accuracy REAL,
+    at TEXT);
+CREATE INDEX IF NOT EXISTS idx_proposal_run ON proposal (run_id, round);
+CREATE INDEX IF NOT EXISTS idx_proposal_nn ON proposal (nn);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT);
 """
 
 LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
-OWN_TABLES = ("model", "run", "event", "llm_call", "meta")
+OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta")
 
 _UPSERT_STAT = """
 INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
@@ -671,6 +690,68 @@ class Catalog:
                           {"run": run_id, "parent": parent, "ok": None if ok is None else int(ok),
                            "limit": -1 if last is None else last})
         return rows[::-1]
+
+    def link_llm_call(self, call_id: int, nn: str) -> None:
+        """Note which catalogued model an LLM completion became."""
+        with self._write() as w:
+            w.execute("UPDATE llm_call SET nn = ? WHERE id = ?", (nn, call_id))
+
+    # --- search proposals --------------------------------------------------------
+
+    def add_proposal(self, **fields) -> int:
+        """Record one proposal of a search strategy and its verdict; returns its id.
+
+        Fields: run_id, round, strategy, parent, change (one line: what was changed), nn (the
+        catalogued model it became or repeats), code_hash, prm (HPO trials: the recipe as a dict),
+        ok, stage and reason (the verdict), status (queued, done, failed, stopped, duplicate, rejected),
+        accuracy (the best test accuracy its training reached).
+        """
+        known = set(_schema_columns()["proposal"]) - {"id", "at"}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"unknown proposal field(s): {', '.join(sorted(unknown))}")
+        if isinstance(fields.get("prm"), dict):
+            fields["prm"] = json.dumps(fields["prm"], sort_keys=True, default=str)
+        if fields.get("ok") is not None:
+            fields["ok"] = int(bool(fields["ok"]))
+        fields["at"] = _utc_now()
+        with self._write() as w:
+            cursor = w.execute(f"INSERT INTO proposal ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                               tuple(fields.values()))
+            return cursor.lastrowid
+
+    def update_proposal(self, proposal_id: int, *, status: str, accuracy: float | None = None,
+                        reason: str | None = None) -> None:
+        """Set what became of a proposal after training."""
+        with self._write() as w:
+            w.execute("UPDATE proposal SET status = ?, accuracy = COALESCE(?, accuracy), "
+                      "reason = COALESCE(?, reason) WHERE id = ?", (status, accuracy, reason, proposal_id))
+
+    def proposals(self, run_id: str | None = None, strategy: str | None = None,
+                  status: str | None = None) -> list[dict]:
+        """Recorded proposals, oldest first, `prm` decoded, optionally filtered."""
+        rows = self._rows("SELECT * FROM proposal WHERE (:run IS NULL OR run_id = :run) "
+                          "AND (:strategy IS NULL OR strategy = :strategy) AND (:status IS NULL OR status = :status) "
+                          "ORDER BY id", {"run": run_id, "strategy": strategy, "status": status})
+        return [{**r, "prm": json.loads(r["prm"]) if r["prm"] else None} for r in rows]
+
+    def get_run(self, run_id: str) -> dict | None:
+        """One run's row, config decoded; None if unknown."""
+        rows = self._rows("SELECT * FROM run WHERE id = ?", (run_id,))
+        return {**rows[0], "config": json.loads(rows[0]["config"]) if rows[0]["config"] else {}} if rows else None
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run running again (resuming it)."""
+        with self._write() as w:
+            if not w.execute("UPDATE run SET status = 'running', ended = NULL WHERE id = ?", (run_id,)).rowcount:
+                raise CatalogError(f"no run {run_id} in the catalog")
+
+    def best_accuracy(self, name: str, prm: dict | None = None) -> float | None:
+        """The model's best test accuracy over all its trials, or over the trial with these hyperparameters."""
+        row = self.db.conn.execute(
+            "SELECT MAX(accuracy) FROM stat WHERE nn = ? AND (? IS NULL OR prm = ?)",
+            (name, None if prm is None else prm_uid(prm), None if prm is None else prm_uid(prm))).fetchone()
+        return row[0]
 
     def lineage(self, name: str) -> list[str]:
         """Ancestors of `name` from the root down to `name` itself; [] for an unknown model.

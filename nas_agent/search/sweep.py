@@ -20,7 +20,6 @@ from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
 from nas_agent.config import Config
 from nas_agent.space.template import TemplateError, read_family, read_params
 from nas_agent.train.job import TrainJob, TrainOutcome
-from nas_agent.train.sandbox import run_job
 from nas_agent.validate import Validator, Verdict
 
 METRIC = "acc"
@@ -128,6 +127,30 @@ class SweepSummary:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)     # stopped early on request (pruned trials)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One training of a catalogued model: its name, and recipe changes for this trial (HPO) if any.
+
+    `train` overrides keys of the run's [train] section; a request with overrides is a
+    separate LEMUR trial (its own prm rows and checkpoint) of the same model.
+    """
+
+    name: str
+    train: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, name: str, train: dict | None = None) -> TrainRequest:
+        return cls(name, tuple(sorted((train or {}).items())))
+
+    @property
+    def key(self) -> str:
+        """The name, plus a short digest of the overrides when there are any."""
+        if not self.train:
+            return self.name
+        return f"{self.name}~{hashlib.sha256(repr(self.train).encode()).hexdigest()[:8]}"
 
 
 def run_dir_of(config: Config) -> Path:
@@ -135,109 +158,141 @@ def run_dir_of(config: Config) -> Path:
     return Path(config.catalog).resolve().parent
 
 
-def _fingerprint(model: dict, config: Config) -> str:
-    recipe = json.dumps({"code": model["code_hash"], "train": config.to_dict()["train"],
+def _fingerprint(model: dict, train: dict, config: Config) -> str:
+    recipe = json.dumps({"code": model["code_hash"], "train": train,
                          "data": [config.data.train_subset, config.data.test_subset]}, sort_keys=True)
     return hashlib.sha256(recipe.encode()).hexdigest()
 
 
 class Trainer:
-    """Trains catalog candidates in sandboxed children, `jobs` at a time, recording as results arrive."""
+    """Trains catalog candidates through an executor, `executor.slots` at a time, recording as results arrive.
+
+    `on_progress(key, event)` sees every event; `should_stop(request, event)` is asked after each
+    recorded epoch and may stop that training early (the outcome is then "stopped", not failed).
+    """
 
     def __init__(self, catalog: Catalog, config: Config, dataset_cache: Path, *, run_id: str | None = None,
-                 jobs: int = 1, on_progress: Callable[[str, dict], None] = lambda name, event: None):
+                 jobs: int = 1, executor=None, on_progress: Callable[[str, dict], None] = lambda key, event: None,
+                 should_stop: Callable[[TrainRequest, dict], bool] = lambda request, event: False):
+        from nas_agent.search.executors import LocalExecutor
+
         self.catalog, self.config, self.dataset_cache = catalog, config, Path(dataset_cache)
-        self.run_id, self.jobs, self.on_progress = run_id, max(1, jobs), on_progress
+        self.executor = executor or LocalExecutor(config.device, workers=jobs)
+        self.run_id, self.on_progress, self.should_stop = run_id, on_progress, should_stop
         self.transform, transform_code = transform_of(config)
         catalog.register_transform(self.transform, transform_code)
         catalog.register_metric(METRIC, METRIC_CODE)
-        self.prm = trial_prm(config)
         self.cancel = threading.Event()
 
-    def _job(self, name: str) -> TrainJob:
-        model = self.catalog.get_model(name)
+    def recipe(self, request: TrainRequest) -> dict:
+        """The [train] section this request trains with."""
+        return {**self.config.to_dict()["train"], **dict(request.train)}
+
+    def prm(self, request: TrainRequest) -> dict:
+        """The LEMUR hyperparameters of the request's trial."""
+        return trial_prm(self.config.with_overrides({f"train.{k}": v for k, v in request.train}))
+
+    def _job(self, request: TrainRequest) -> TrainJob:
+        model = self.catalog.get_model(request.name)
         run_dir = run_dir_of(self.config)
-        threads = self.config.limits.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        threads = self.config.limits.threads or max(1, (os.cpu_count() or 1) // self.executor.slots)
+        train = self.recipe(request)
         return TrainJob(
-            name=name, source=model["code"], dataset_cache=str(self.dataset_cache),
-            train=self.config.to_dict()["train"], train_subset=self.config.data.train_subset,
+            name=request.name, source=model["code"], dataset_cache=str(self.dataset_cache),
+            train=train, train_subset=self.config.data.train_subset,
             test_subset=self.config.data.test_subset, device=self.config.device,
-            checkpoint=str(run_dir / "checkpoints" / f"{name}.pt"), fingerprint=_fingerprint(model, self.config),
+            checkpoint=str(run_dir / "checkpoints" / f"{request.key}.pt"),
+            fingerprint=_fingerprint(model, train, self.config),
             seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads)
 
-    def _record_epoch(self, name: str, event: dict, gpu: str | None) -> None:
+    def _record_epoch(self, request: TrainRequest, event: dict, gpu: str | None) -> None:
         self.catalog.record_epoch(EpochRecord(
-            nn=name, epoch=event["epoch"], accuracy=event["test_accuracy"], duration_s=event["seconds"],
-            prm=self.prm, transform=self.transform, metric=METRIC, task=self.config.task,
+            nn=request.name, epoch=event["epoch"], accuracy=event["test_accuracy"], duration_s=event["seconds"],
+            prm=self.prm(request), transform=self.transform, metric=METRIC, task=self.config.task,
             dataset=self.config.dataset, train_loss=event.get("train_loss"), test_loss=event.get("test_loss"),
             train_accuracy=event.get("train_accuracy"), samples_per_second=event.get("samples_per_second"),
-            epoch_max=self.config.train.epochs, gpu_type=gpu, gpu_memory_kb=event.get("peak_gpu_memory_kb"),
+            epoch_max=self.recipe(request)["epochs"], gpu_type=gpu, gpu_memory_kb=event.get("peak_gpu_memory_kb"),
             occupied_ram_kb=event.get("peak_rss_kb")))
 
-    def train(self, names: Iterable[str]) -> SweepSummary:
-        """Train each named candidate; failures are recorded and the others go on."""
-        names = list(names)
+    def train(self, requests: Iterable[str | TrainRequest]) -> SweepSummary:
+        """Train each request (a model name or a TrainRequest); failures are recorded and the others go on."""
+        requests = [r if isinstance(r, TrainRequest) else TrainRequest(r) for r in requests]
         summary = SweepSummary()
         inbox: queue.Queue = queue.Queue()
         run_dir = run_dir_of(self.config)
+        stops = {r.key: threading.Event() for r in requests}
 
-        def work(name: str, job: TrainJob) -> None:
+        def work(request: TrainRequest, job: TrainJob) -> None:
+            key = request.key
             if self.cancel.is_set():
-                inbox.put((name, {"event": "cancelled"}))
+                inbox.put((request, {"event": "cancelled"}))
                 return
-            inbox.put((name, {"event": "launch"}))
-            try:
-                outcome = run_job(job, run_dir / "sandbox" / name,
-                                  on_event=lambda event: inbox.put((name, event)), cancel=self.cancel)
-            except Exception as exc:  # the sandbox itself failed (disk full, fork failed): record, go on
-                outcome = TrainOutcome(name=name, ok=False, reason=f"sandbox error: {exc}")
-            inbox.put((name, {"event": "outcome", "outcome": outcome}))
+            inbox.put((request, {"event": "launch"}))
+            try:  # stops[key] is set by should_stop, or for all jobs when the run is cancelled
+                outcome = self.executor.run(job, run_dir / "sandbox" / key,
+                                            lambda event: inbox.put((request, event)), stops[key])
+            except Exception as exc:  # the executor itself failed (disk full, fork failed, worker lost)
+                outcome = TrainOutcome(name=request.name, ok=False, reason=f"executor error: {exc}")
+            inbox.put((request, {"event": "outcome", "outcome": outcome}))
 
         gpus: dict[str, str | None] = {}
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for name in names:
-                pool.submit(work, name, self._job(name))
-            remaining = len(names)
+        with ThreadPoolExecutor(max_workers=self.executor.slots) as pool:
+            for request in requests:
+                pool.submit(work, request, self._job(request))
+            remaining = len(requests)
             try:
                 while remaining:
-                    name, event = inbox.get()
-                    remaining -= self._handle(name, event, gpus, summary)
+                    request, event = inbox.get()
+                    remaining -= self._handle(request, event, gpus, summary, stops)
             except KeyboardInterrupt:
-                self.cancel.set()
+                self._cancel_all(stops)
                 while remaining:  # children are being killed; record how each one ended
-                    name, event = inbox.get()
-                    remaining -= self._handle(name, event, gpus, summary)
+                    request, event = inbox.get()
+                    remaining -= self._handle(request, event, gpus, summary, stops)
                 raise
             finally:
-                self.cancel.set()
+                self._cancel_all(stops)
+        self.cancel.clear()
         return summary
 
-    def _handle(self, name: str, event: dict, gpus: dict, summary: SweepSummary) -> int:
-        """Record one event; return 1 when it ends that candidate's job."""
-        kind = event.get("event")
-        self.on_progress(name, event)
-        if kind == "launch":
+    def _cancel_all(self, stops: dict) -> None:
+        self.cancel.set()
+        for stop in stops.values():
+            stop.set()
+
+    def _handle(self, request: TrainRequest, event: dict, gpus: dict, summary: SweepSummary, stops: dict) -> int:
+        """Record one event; return 1 when it ends that request's job."""
+        kind, name, trial = event.get("event"), request.name, bool(request.train)
+        self.on_progress(request.key, event)
+        if kind == "launch" and not trial:
             previous = self.catalog.get_model(name)["status"]
             self.catalog.set_status(name, "running", run_id=self.run_id,
                                     reason="resumed after an interrupted run" if previous == "running" else None)
         elif kind == "started":
-            gpus[name] = event.get("gpu")
+            gpus[request.key] = event.get("gpu")
             self.catalog.set_model_facts(name, n_params=event.get("n_params"))
         elif kind == "epoch":
-            self._record_epoch(name, event, gpus.get(name))
+            self._record_epoch(request, event, gpus.get(request.key))
+            if self.should_stop(request, event):
+                stops[request.key].set()
         elif kind == "cancelled":
-            summary.interrupted.append(name)
+            summary.interrupted.append(request.key)
             return 1
         elif kind == "outcome":
             outcome: TrainOutcome = event["outcome"]
-            if outcome.ok:
-                self.catalog.set_status(name, "done", run_id=self.run_id)
-                summary.trained.append(name)
+            stopped = stops[request.key].is_set() and not self.cancel.is_set()
+            if outcome.ok or (stopped and outcome.reason.startswith("interrupted")):
+                (summary.stopped if not outcome.ok else summary.trained).append(request.key)
+                if not trial:
+                    self.catalog.set_status(name, "done", run_id=self.run_id,
+                                            reason=None if outcome.ok else "stopped early")
             elif outcome.reason.startswith("interrupted"):
-                self.catalog.set_status(name, "queued", reason=outcome.reason, run_id=self.run_id)
-                summary.interrupted.append(name)
+                if not trial:
+                    self.catalog.set_status(name, "queued", reason=outcome.reason, run_id=self.run_id)
+                summary.interrupted.append(request.key)
             else:
-                self.catalog.set_status(name, "failed", reason=outcome.reason, stage="train", run_id=self.run_id)
-                summary.failed.append(name)
+                if not trial:
+                    self.catalog.set_status(name, "failed", reason=outcome.reason, stage="train", run_id=self.run_id)
+                summary.failed.append(request.key)
             return 1
         return 0

@@ -1,0 +1,297 @@
+"""The search loop: rounds of propose -> validate -> train -> record -> learn, until a budget is spent.
+
+Each round picks parents from the catalog (the best models plus diversity picks), splits
+the round's proposals among the configured strategies by weight, validates them all with
+one Validator (so duplicates across strategies are caught), registers the survivors, trains
+them through the executor and tells every strategy what became of its proposals.
+
+Every proposal is a catalog row (table `proposal`) written before anything is trained, so
+a crashed or killed search resumes exactly: proposals left queued or running are trained
+first, finished ones never again, and the budget counts what was already admitted.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nas_agent.catalog import Catalog
+from nas_agent.config import Config
+from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
+from nas_agent.search.sweep import CandidateFile, Trainer, TrainRequest, register
+from nas_agent.space.template import Template, TemplateError, read_family, read_params
+from nas_agent.validate.pipeline import Validation, Validator
+
+
+@dataclass
+class SearchStats:
+    """Live counters of a search, for the display and the end-of-run summary."""
+
+    budget: int = 0                      # 0: no candidate limit
+    hours: float = 0.0
+    used: int = 0                        # candidates and trials admitted for training
+    round: int = 0
+    proposed: int = 0
+    valid: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    trained: int = 0
+    failed: int = 0
+    stopped: int = 0
+    best_name: str | None = None
+    best_accuracy: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "starting"
+    active: dict = field(default_factory=dict)   # training key -> (epoch, accuracy or None)
+    stop_reason: str = ""
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def remaining_s(self) -> float | None:
+        return None if not self.hours else max(0.0, self.hours * 3600 - self.elapsed_s)
+
+    @property
+    def remaining_budget(self) -> int | None:
+        return None if not self.budget else max(0, self.budget - self.used)
+
+
+class Search:
+    """One search run over a catalog; `run()` returns "finished" (or raises KeyboardInterrupt)."""
+
+    def __init__(self, config: Config, catalog: Catalog, run_id: str, dataset_cache: Path, *,
+                 template: Template, strategies: dict[str, Strategy], validator: Validator, executor,
+                 on_change=lambda stats: None):
+        self.config, self.catalog, self.run_id = config, catalog, run_id
+        self.template, self.strategies, self.validator = template, strategies, validator
+        self.weights = {name: w for name, w in config.search.strategies.items() if name in strategies}
+        self.on_change = on_change
+        self.stats = SearchStats(budget=config.search.budget, hours=config.search.hours)
+        self.rng = random.Random(config.search.seed)
+        self._by_key: dict[str, Proposal] = {}       # training key -> the proposal being trained
+        self._labels: dict[str, str] = {}            # validation label -> catalog name, for in-run duplicates
+        self.trainer = Trainer(catalog, config, dataset_cache, run_id=run_id, executor=executor,
+                               on_progress=self._on_training_event, should_stop=self._should_stop)
+        self._load_history()
+
+    # state -------------------------------------------------------------------
+
+    def _load_history(self) -> None:
+        """Counters (and the round number) of this run so far: non-zero only when resuming."""
+        rows = self.catalog.proposals(run_id=self.run_id)
+        s = self.stats
+        s.round = max((r["round"] for r in rows), default=0)
+        s.proposed = len(rows)
+        s.used = sum(1 for r in rows if r["ok"])
+        s.valid = s.used
+        s.duplicate = sum(1 for r in rows if r["status"] == "duplicate")
+        s.rejected = sum(1 for r in rows if r["status"] == "rejected")
+        s.trained = sum(1 for r in rows if r["status"] == "done")
+        s.failed = sum(1 for r in rows if r["status"] == "failed")
+        s.stopped = sum(1 for r in rows if r["status"] == "stopped")
+        self._update_best()
+
+    def _update_best(self) -> None:
+        names = [r["nn"] for r in self.catalog.proposals(run_id=self.run_id) if r["ok"] and r["nn"]]
+        rows = self.catalog.leaderboard(task=self.config.task, names=sorted(set(names)), top=1) if names else []
+        if rows:
+            self.stats.best_name, self.stats.best_accuracy = rows[0]["name"], rows[0]["accuracy"]
+
+    def _done(self) -> str | None:
+        """Why the search should stop now, or None."""
+        s = self.stats
+        if s.budget and s.used >= s.budget:
+            return f"budget of {s.budget} candidates spent"
+        if s.hours and s.remaining_s <= 0:
+            return f"time limit of {s.hours:g} h reached"
+        return None
+
+    # the loop ------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Train what a previous attempt of this run left pending, then run rounds until a budget is spent."""
+        pending = self._pending()
+        if pending:
+            self.stats.phase = f"resuming {len(pending)} pending candidate(s)"
+            self._train(pending)
+        idle_rounds = 0
+        while (reason := self._done()) is None:
+            if self._round() == 0:
+                idle_rounds += 1
+                if idle_rounds >= self.config.search.patience:
+                    reason = f"no new candidate in {idle_rounds} rounds: the strategies found nothing new"
+                    break
+            else:
+                idle_rounds = 0
+        self.stats.stop_reason, self.stats.phase = reason, "finished"
+        self.on_change(self.stats)
+        return "finished"
+
+    def _round(self) -> int:
+        """One round; returns how many proposals were admitted for training."""
+        s = self.stats
+        s.round += 1
+        cfg = self.config.search
+        parents = choose_parents(self.catalog, self.config, self.template, best=cfg.parents,
+                                 diverse=cfg.diversity, rng=self.rng)
+        context = RoundContext(s.round, self.run_id, self.config, self.catalog, self.template, parents, self.rng)
+        size = cfg.round_size if s.remaining_budget is None else min(cfg.round_size, s.remaining_budget)
+        proposals: list[Proposal] = []
+        for name, k in allocate(size, self.weights, self.rng).items():
+            if k:
+                s.phase = f"round {s.round}: {name} proposing {k}"
+                self.on_change(s)
+                proposals += self.strategies[name].propose(context, k)
+        s.phase = f"round {s.round}: validating {len(proposals)} proposal(s)"
+        self.on_change(s)
+        admitted = []
+        for index, proposal in enumerate(proposals):
+            if s.remaining_budget == 0:
+                break  # strategies may return more than asked (llm fixes); the budget is firm
+            if self._admit(proposal, f"round {s.round} {proposal.strategy} #{index}"):
+                admitted.append(proposal)
+        admitted_ids = {id(p) for p in admitted}
+        rejected = [p for p in proposals if id(p) not in admitted_ids and p.proposal_id is not None]
+        self._tell({p.strategy for p in rejected}, [self._verdict_outcome(p) for p in rejected])
+        if admitted:
+            self._train(admitted)
+        return len(admitted)
+
+    def _admit(self, proposal: Proposal, label: str) -> bool:
+        """Validate and record one proposal; register it for training when valid. True if admitted."""
+        s = self.stats
+        s.proposed += 1
+        fields = dict(run_id=self.run_id, round=s.round, strategy=proposal.strategy, parent=proposal.parent,
+                      change=proposal.change[:500], trial=proposal.token if isinstance(proposal.token, int) else None)
+        if proposal.train is not None:  # an HPO trial of a catalogued model: nothing new to validate
+            proposal.name = proposal.parent
+            proposal.proposal_id = self.catalog.add_proposal(**fields, nn=proposal.parent, prm=proposal.train,
+                                                             ok=True, status="queued")
+            s.valid += 1
+            s.used += 1
+            return True
+        validation = proposal.validation
+        if validation is None:
+            validation = (self.validator.validate(proposal.source, label) if proposal.source is not None else
+                          Validation(label, _no_code()))
+            proposal.validation = validation
+        verdict = validation.verdict
+        if not verdict.ok:
+            duplicate = verdict.stage == "duplicate"
+            proposal.name = self._catalog_name(validation.duplicate_of) if duplicate else None
+            s.duplicate += duplicate
+            s.rejected += not duplicate
+            proposal.proposal_id = self.catalog.add_proposal(
+                **fields, nn=proposal.name, code_hash=validation.code_hash, ok=False, stage=verdict.stage,
+                reason=verdict.reason[:1000], status="duplicate" if duplicate else "rejected")
+            return False
+        candidate = CandidateFile(Path(label), proposal.source, validation.code_hash,
+                                  read_family(proposal.source, default=self.template.family),
+                                  _params(proposal.source), struct_hash=validation.struct_hash,
+                                  n_params=validation.n_params)
+        name = register(self.catalog, candidate, self.config, origin=proposal.strategy, parent=proposal.parent,
+                        run_id=self.run_id)
+        self._labels[label] = name
+        proposal.name = name
+        proposal.proposal_id = self.catalog.add_proposal(**fields, nn=name, code_hash=validation.code_hash,
+                                                         ok=True, status="queued")
+        if proposal.strategy == "llm" and isinstance(proposal.token, int):
+            self.catalog.link_llm_call(proposal.token, name)
+        s.valid += 1
+        s.used += 1
+        return True
+
+    def _catalog_name(self, twin: str | None) -> str | None:
+        """The catalog name behind a duplicate's twin (an earlier proposal's label, or already a name)."""
+        if twin is None:
+            return None
+        return self._labels.get(twin, twin if self.catalog.get_model(twin) else None)
+
+    def _verdict_outcome(self, proposal: Proposal) -> Outcome:
+        verdict = proposal.validation.verdict if proposal.validation else _no_code()
+        if verdict.stage == "duplicate":
+            accuracy = self.catalog.best_accuracy(proposal.name) if proposal.name else None
+            return Outcome(proposal, "duplicate", accuracy, verdict.reason)
+        return Outcome(proposal, "rejected", None, verdict.reason)
+
+    # training ------------------------------------------------------------------
+
+    def _request(self, proposal: Proposal) -> TrainRequest:
+        return TrainRequest.of(proposal.name, proposal.train)
+
+    def _train(self, proposals: list[Proposal]) -> None:
+        s = self.stats
+        requests = []
+        for proposal in proposals:
+            request = self._request(proposal)
+            self._by_key[request.key] = proposal
+            requests.append(request)
+        s.phase = f"round {s.round}: training {len(requests)} candidate(s)"
+        self.on_change(s)
+        try:
+            summary = self.trainer.train(requests)
+        finally:
+            s.active.clear()
+        ends = {**{k: "done" for k in summary.trained}, **{k: "failed" for k in summary.failed},
+                **{k: "stopped" for k in summary.stopped}, **{k: "interrupted" for k in summary.interrupted}}
+        outcomes = []
+        for request, proposal in zip(requests, proposals):
+            status = ends.get(request.key, "interrupted")
+            accuracy = self.catalog.best_accuracy(request.name, self.trainer.prm(request))
+            reason = (self.catalog.get_model(request.name) or {}).get("reason") or "" if status == "failed" else ""
+            self.catalog.update_proposal(proposal.proposal_id, status="queued" if status == "interrupted" else status,
+                                         accuracy=accuracy, reason=reason or None)
+            s.trained += status == "done"
+            s.failed += status == "failed"
+            s.stopped += status == "stopped"
+            outcomes.append(Outcome(proposal, status, accuracy, reason))
+        self._tell({p.strategy for p in proposals}, outcomes)
+        self._update_best()
+        self.on_change(s)
+
+    def _tell(self, strategies: set[str], outcomes: list[Outcome]) -> None:
+        for name in strategies:
+            if name in self.strategies:
+                self.strategies[name].observe([o for o in outcomes if o.proposal.strategy == name])
+
+    def _on_training_event(self, key: str, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "launch":
+            self.stats.active[key] = (0, None)
+        elif kind == "epoch":
+            self.stats.active[key] = (event["epoch"], event["test_accuracy"])
+        elif kind in ("outcome", "cancelled"):
+            self.stats.active.pop(key, None)
+        self.on_change(self.stats)
+
+    def _should_stop(self, request: TrainRequest, event: dict) -> bool:
+        proposal = self._by_key.get(request.key)
+        strategy = self.strategies.get(proposal.strategy) if proposal else None
+        return bool(strategy and strategy.should_stop(proposal, event["epoch"], event["test_accuracy"]))
+
+    def _pending(self) -> list[Proposal]:
+        """Proposals of this run admitted but not finished when it last stopped."""
+        pending = []
+        for row in self.catalog.proposals(run_id=self.run_id):
+            if not row["ok"] or row["status"] not in ("queued", "running") or not row["nn"]:
+                continue
+            pending.append(Proposal(row["strategy"], row["parent"], row["change"] or "", None, train=row["prm"],
+                                    token=row["trial"], name=row["nn"], proposal_id=row["id"]))
+        return pending
+
+
+def _params(source: str) -> dict:
+    try:
+        return read_params(source)
+    except TemplateError:
+        return {}
+
+
+def _no_code():
+    from nas_agent.validate.verdict import Verdict
+
+    return Verdict.reject("parse", "the strategy produced no code")

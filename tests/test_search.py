@@ -1,0 +1,178 @@
+"""The search loop end to end: real images, real sandboxed training, replayed LLM answers, real Optuna."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas_agent.catalog import Catalog
+
+from conftest import catalog_snapshot, wait_until_one_done_and_one_mid_training
+
+# Small FractalNets on a 600 / 200 image subset: each candidate trains in seconds on a CPU.
+SEARCH_TOML = """
+name = "test-search"
+template = "templates/fractalnet.py"
+
+[train]
+epochs = {epochs}
+batch_size = 100
+lr = 0.05
+
+[data]
+train_subset = 600
+test_subset = 200
+
+[limits]
+seconds = 300
+
+[space]
+n_blocks = [2, 3]
+n_columns = [1, 2]
+base_channels = [8, 16]
+
+[search]
+budget = {budget}
+round_size = 3
+parents = 2
+strategies = {strategies}
+
+[llm]
+backend = "replay"
+"""
+
+# Replayed LLM answers, in the order the backend hands them out (it starts over at the end):
+# a valid edit, a policy violation, and prose without code.
+REPLAY = [
+    "<think>\nFewer, narrower blocks with GELU should train faster.\n</think>\n```python\n"
+    "# --- nas-agent: template parameters (begin) ---\nN_BLOCKS = 2\nN_COLUMNS = 2\nBASE_CHANNELS = 8\n"
+    "ACTIVATION = \"gelu\"\n# --- nas-agent: template parameters (end) ---\n```",
+    "<think>\nLet me look at the data first.\n</think>\n```python\n# --- nas-agent: element (begin) ---\n"
+    "def make_element(c_in, c_out, dropout):\n    open('/etc/passwd')\n    return nn.Identity()\n"
+    "# --- nas-agent: element (end) ---\n```",
+    "I would make the network deeper.",
+]
+
+
+def write_config(folder: Path, *, budget: int, epochs: int = 1,
+                 strategies: str = "{ llm = 1.0, mutate = 1.0, optuna = 1.0 }") -> Path:
+    path = folder / "search.toml"
+    path.write_text(SEARCH_TOML.format(budget=budget, epochs=epochs, strategies=strategies))
+    return path
+
+
+def write_replay(folder: Path) -> Path:
+    path = folder / "replay.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in REPLAY))
+    return path
+
+
+def search_command(config: Path, catalog: Path, *extra) -> list[str]:
+    return [sys.executable, "-m", "nas_agent.cli", "search", "--config", str(config), "--catalog", str(catalog),
+            "--device", "cpu", *map(str, extra)]
+
+
+def run_search(config: Path, catalog: Path, env: dict, *extra, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(search_command(config, catalog, *extra), env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd=Path(__file__).resolve().parents[1])
+
+
+def proposal_rows(catalog: Path) -> list[dict]:
+    with Catalog(catalog) as cat:
+        return cat.proposals()
+
+
+@pytest.mark.slow
+def test_search_fills_the_catalog_with_every_strategy_and_a_leaderboard(tmp_path, cli_env):
+    config, replay = write_config(tmp_path, budget=6), write_replay(tmp_path)
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_search(config, catalog, cli_env, "--replay", replay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "budget of 6 candidates spent" in result.stdout
+    assert "leaderboard" in result.stdout and "strategies" in result.stdout
+    rows = proposal_rows(catalog)
+    admitted = [r for r in rows if r["ok"]]
+    assert len(admitted) == 6 and all(r["status"] in ("done", "failed") for r in admitted)
+    with Catalog(catalog) as cat:
+        models = {m["name"]: m for m in cat.models()}
+        assert {m["origin"] for m in models.values()} == {"llm", "mutate", "optuna"}
+        assert all(m["status"] == "done" for m in models.values()), [m["reason"] for m in models.values()]
+        board = cat.leaderboard()
+        assert len(board) == 6 and all(0 < r["accuracy"] <= 1 for r in board)
+        # The LLM's answers were recorded with their verdicts, and the model it produced is linked.
+        calls = cat.llm_calls()
+        assert {c["stage"] for c in calls if not c["ok"]} >= {"policy", "parse"}
+        assert any(c["ok"] and c["nn"] in models for c in calls)
+        # Mutations name their parent and what they changed.
+        mutants = [r for r in rows if r["strategy"] == "mutate" and r["ok"]]
+        assert mutants and all(r["parent"] and "->" in r["change"] or "crossover" in r["change"] for r in mutants)
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    assert rejected and all(r["stage"] and r["reason"] for r in rejected)
+    # Optuna's study lives beside the catalog and saw every optuna proposal.
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.sqlite3'}"
+    studies = optuna.get_all_study_summaries(storage)
+    assert len(studies) == 1 and studies[0].n_trials == sum(1 for r in rows if r["strategy"] == "optuna")
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_round_resumes_without_losing_or_repeating_work(tmp_path, cli_env):
+    config = write_config(tmp_path, budget=5, epochs=2, strategies="{ mutate = 1.0, optuna = 1.0 }")
+    catalog = tmp_path / "catalog.sqlite"
+    proc = subprocess.Popen(search_command(config, catalog), env=cli_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    stats, status, runs = wait_until_one_done_and_one_mid_training(proc, catalog)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = [row for row in stats if status[row[0]] == "done"]
+
+    result = run_search(config, catalog, cli_env, "--resume", runs[0])
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats_after, status_after, runs_after = catalog_snapshot(catalog)
+    assert runs_after == runs  # the same run went on
+    assert set(finished_before) <= set(stats_after)  # every finished result kept, untouched
+    assert len(status_after) == 5 and set(status_after.values()) == {"done"}
+    assert len(stats_after) == 5 * 2  # every candidate's 2 epochs, each once
+    with Catalog(catalog) as cat:
+        for name in status_after:
+            finishes = [e for e in cat.events(nn=name) if e["kind"] == "done"]
+            assert len(finishes) == 1, (name, finishes)  # nothing trained to the end twice
+        assert sum(1 for r in cat.proposals() if r["ok"]) == 5
+        assert cat.get_run(runs[0])["status"] == "finished"
+
+
+def _one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], result.stderr
+
+
+def test_bad_settings_exit_with_one_line_and_leave_no_catalog(tmp_path, cli_env):
+    catalog = tmp_path / "catalog.sqlite"
+    unknown = write_config(tmp_path, budget=2, strategies="{ mutate = 1.0, genetic = 1.0 }")
+    _one_line_error(run_search(unknown, catalog, cli_env), "unknown strategy genetic")
+    good = write_config(tmp_path, budget=2, strategies="{ mutate = 1.0 }")
+    _one_line_error(run_search(good, catalog, cli_env, "--budget", "-3"), "--budget and --hours must be >= 0")
+    _one_line_error(run_search(good, catalog, cli_env, "--data-dir", tmp_path / "no-such-data"), "no-such-data")
+    _one_line_error(run_search(good, catalog, cli_env, "--budget", "0"), "an endless search")
+    assert not catalog.exists()
+
+
+@pytest.mark.slow
+def test_an_unreachable_ray_address_is_one_line(tmp_path, cli_env):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    catalog = tmp_path / "catalog.sqlite"
+    config = write_config(tmp_path, budget=2, strategies="{ mutate = 1.0 }")
+    _one_line_error(run_search(config, catalog, cli_env, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                               timeout=300), f"127.0.0.1:{port}")
+    assert not catalog.exists()
