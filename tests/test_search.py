@@ -117,8 +117,14 @@ def test_search_fills_the_catalog_with_every_strategy_and_a_leaderboard(tmp_path
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'optuna.sqlite3'}"
-    studies = optuna.get_all_study_summaries(storage)
-    assert len(studies) == 1 and studies[0].n_trials == sum(1 for r in rows if r["strategy"] == "optuna")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = {t.number: t for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials}
+    for row in (r for r in rows if r["strategy"] == "optuna"):
+        if row["status"] == "done":
+            assert trials[row["trial"]].user_attrs["model"] == row["nn"]
+            assert trials[row["trial"]].value == pytest.approx(row["accuracy"])
+    # TPE also learnt from what the other strategies trained (warm start from the catalog).
+    assert {t.user_attrs.get("origin") for t in trials.values()} & {"mutate", "llm"}
 
 
 @pytest.mark.slow
@@ -147,6 +153,25 @@ def test_a_search_killed_mid_round_resumes_without_losing_or_repeating_work(tmp_
         assert cat.get_run(runs[0])["status"] == "finished"
 
 
+@pytest.mark.slow
+def test_hpo_trials_retrain_the_best_model_with_other_recipes_as_separate_lemur_trials(tmp_path, cli_env):
+    config = write_config(tmp_path, budget=4, strategies="{ mutate = 1.0, hpo = 1.0 }")
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_search(config, catalog, cli_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = proposal_rows(catalog)
+    trials = [r for r in rows if r["strategy"] == "hpo"]
+    assert trials and all(r["ok"] and r["prm"] and r["status"] in ("done", "stopped") for r in trials)
+    with Catalog(catalog) as cat:
+        for trial in trials:
+            assert 0.8 <= trial["prm"]["momentum"] <= 0.99 and trial["accuracy"] is not None
+            # The tuned model keeps its base result and gains one LEMUR trial (own prm rows) per recipe.
+            recipes = {e["prm"] for e in cat.epochs(trial["nn"])}
+            assert len(recipes) >= 2
+            assert cat.get_model(trial["nn"])["origin"] == "mutate"
+    assert "hpo" in result.stdout
+
+
 def _one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -165,6 +190,19 @@ def test_bad_settings_exit_with_one_line_and_leave_no_catalog(tmp_path, cli_env)
 
 
 @pytest.mark.slow
+def test_the_same_search_on_a_local_ray_instance(tmp_path, cli_env):
+    config = write_config(tmp_path, budget=3, strategies="{ mutate = 1.0, optuna = 1.0 }")
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_search(config, catalog, cli_env, "--executor", "ray")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "executor ray" in result.stderr and "budget of 3 candidates spent" in result.stdout
+    with Catalog(catalog) as cat:
+        models = cat.models()
+        assert len(models) == 3 and {m["status"] for m in models} == {"done"}
+        assert {m["origin"] for m in models} <= {"mutate", "optuna"}
+        assert all(len(cat.epochs(m["name"])) == 1 for m in models)
+
+
 def test_an_unreachable_ray_address_is_one_line(tmp_path, cli_env):
     import socket
 

@@ -274,13 +274,28 @@ class Search:
         return bool(strategy and strategy.should_stop(proposal, event["epoch"], event["test_accuracy"]))
 
     def _pending(self) -> list[Proposal]:
-        """Proposals of this run admitted but not finished when it last stopped."""
-        pending = []
+        """Proposals of this run admitted but not finished when it last stopped.
+
+        A candidate whose training ended before the stop (its proposal row was not updated yet)
+        is settled from its model's status instead of being trained again.
+        """
+        pending, settled = [], []
         for row in self.catalog.proposals(run_id=self.run_id):
             if not row["ok"] or row["status"] not in ("queued", "running") or not row["nn"]:
                 continue
-            pending.append(Proposal(row["strategy"], row["parent"], row["change"] or "", None, train=row["prm"],
-                                    token=row["trial"], name=row["nn"], proposal_id=row["id"]))
+            proposal = Proposal(row["strategy"], row["parent"], row["change"] or "", None, train=row["prm"],
+                                token=row["trial"], name=row["nn"], proposal_id=row["id"])
+            model = self.catalog.get_model(row["nn"])
+            if row["prm"] is None and model["status"] in ("done", "failed"):
+                accuracy = self.catalog.best_accuracy(row["nn"], self.trainer.prm(self._request(proposal)))
+                self.catalog.update_proposal(row["id"], status=model["status"], accuracy=accuracy,
+                                             reason=model["reason"])
+                settled.append(Outcome(proposal, model["status"], accuracy, model["reason"] or ""))
+            else:
+                pending.append(proposal)
+        self._tell({o.proposal.strategy for o in settled}, settled)
+        if settled:
+            self._load_history()
         return pending
 
 
