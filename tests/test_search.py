@@ -154,6 +154,28 @@ def test_a_search_killed_mid_round_resumes_without_losing_or_repeating_work(tmp_
 
 
 @pytest.mark.slow
+def test_ctrl_c_requeues_the_candidate_in_training_and_says_how_to_resume(tmp_path, cli_env):
+    config = write_config(tmp_path, budget=3, epochs=2, strategies="{ mutate = 1.0 }")
+    catalog = tmp_path / "catalog.sqlite"
+    proc = subprocess.Popen(search_command(config, catalog), env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    _, status, runs = wait_until_one_done_and_one_mid_training(proc, catalog)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"--resume {runs[0]}" in err
+    with Catalog(catalog) as cat:
+        assert cat.get_run(runs[0])["status"] == "interrupted"
+        interrupted = [n for n, s in status.items() if s == "running"]
+        assert [cat.get_model(n)["status"] for n in interrupted] == ["queued"] * len(interrupted)
+        assert {cat.get_model(n)["status"] for n, s in status.items() if s == "done"} == {"done"}
+    resumed = run_search(config, catalog, cli_env, "--resume", runs[0])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with Catalog(catalog) as cat:
+        assert {m["status"] for m in cat.models()} == {"done"} and len(cat.models()) == 3
+
+
+@pytest.mark.slow
 def test_hpo_trials_retrain_the_best_model_with_other_recipes_as_separate_lemur_trials(tmp_path, cli_env):
     config = write_config(tmp_path, budget=4, strategies="{ mutate = 1.0, hpo = 1.0 }")
     catalog = tmp_path / "catalog.sqlite"
