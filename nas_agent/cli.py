@@ -395,6 +395,7 @@ def search(
     from nas_agent.search.assemble import make_backend_if_needed, make_executor, make_strategies, optuna_storage
     from nas_agent.search.display import SearchDisplay
     from nas_agent.search.loop import Search
+    from nas_agent.search.reference import reference_candidate
     from nas_agent.search.summary import strategy_summary
 
     overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
@@ -419,6 +420,7 @@ def search(
             fail("an endless search: set a budget (--budget N) or a time limit (--hours H)")
         template = load_template(cfg.template)
         # Everything that can fail on a bad setting comes before the catalog is opened.
+        reference_candidate(cfg)
         cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         pool = make_executor(cfg)
         llm = make_backend_if_needed(cfg)
@@ -451,8 +453,9 @@ def search(
                 cat.end_run(run_id, status)
                 for strategy in strategies.values():
                     strategy.close()
-            names = sorted({p["nn"] for p in cat.proposals(run_id=run_id) if p["ok"] and p["nn"]})
-            board = cat.leaderboard(task=cfg.task, names=names) if names else []
+            names = {p["nn"] for p in cat.proposals(run_id=run_id) if p["ok"] and p["nn"]}
+            names |= {stats.reference} if stats and stats.reference else set()
+            board = cat.leaderboard(task=cfg.task, names=sorted(names)) if names else []
             summary = strategy_summary(cat, run_id)
     except (LLMError, *USER_ERRORS) as exc:
         fail(str(exc))
@@ -499,9 +502,12 @@ def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
         table.add_column(column, justify="right" if column not in ("name", "origin") else "left",
                          overflow="fold")
     for row in rows:
-        table.add_row(str(row["rank"]), row["name"], f"{row['accuracy']:.4f}", str(row["epoch"]),
-                      f"{row['n_params']:,}" if row["n_params"] is not None else "?",
-                      f"{row['seconds_per_epoch']:.1f}", row["origin"] or "")
+        # The reference network is the baseline: marked, and listed even where a filter leaves it out.
+        reference = row["origin"] == "reference"
+        table.add_row("ref" if row["rank"] is None else str(row["rank"]), row["name"], f"{row['accuracy']:.4f}",
+                      str(row["epoch"]), f"{row['n_params']:,}" if row["n_params"] is not None else "?",
+                      f"{row['seconds_per_epoch']:.1f}", row["origin"] or "",
+                      style="yellow" if reference else None)
     console.print(table)
 
 
@@ -530,10 +536,12 @@ def leaderboard(
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
 ) -> None:
-    """Rank trained candidates by best test accuracy."""
+    """Rank trained candidates by best test accuracy; the reference network's row is always listed."""
+    from nas_agent.search.reference import with_reference_rows
+
     try:
         with _open_catalog(_catalog_path(catalog)) as cat:
-            rows = cat.leaderboard(task=task, top=top, origin=origin)
+            rows = with_reference_rows(cat.leaderboard(task=task, top=top, origin=origin), cat.leaderboard(task=task))
     except USER_ERRORS as exc:
         fail(str(exc))
     rows = [{k: row.get(k) for k in LEADERBOARD_COLUMNS} for row in rows]

@@ -23,7 +23,7 @@ class TrainConfig:
 
     epochs: int = 5
     batch_size: int = 512
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 0            # 0: 1000 on CUDA, 64 on CPU (where large batches run slower)
     optimizer: str = "sgd"              # sgd | adamw
     lr: float = 0.2
     momentum: float = 0.9
@@ -134,6 +134,14 @@ class SearchConfig:
 
 
 @dataclass
+class ReferenceConfig:
+    """The reference network trained once per recipe as every leaderboard's baseline row."""
+
+    template: str = "templates/resnet9.py"   # empty: no reference network
+    params: dict = field(default_factory=dict)  # template parameters to change, e.g. {BASE_CHANNELS = 16}
+
+
+@dataclass
 class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -149,6 +157,7 @@ class Config:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     space: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +181,7 @@ class Config:
 
 
 SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig, "policy": PolicySettings,
-            "validate": ValidateConfig, "llm": LLMConfig, "search": SearchConfig}
+            "validate": ValidateConfig, "llm": LLMConfig, "search": SearchConfig, "reference": ReferenceConfig}
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -202,8 +211,8 @@ def _check(config: Config, where: str) -> Config:
     problems = []
     if t.epochs < 1:
         problems.append("train.epochs must be at least 1")
-    if t.batch_size < 1 or t.eval_batch_size < 1:
-        problems.append("train.batch_size and train.eval_batch_size must be positive")
+    if t.batch_size < 1 or t.eval_batch_size < 0:
+        problems.append("train.batch_size must be positive and train.eval_batch_size >= 0")
     if t.lr <= 0:
         problems.append("train.lr must be positive")
     if t.optimizer not in ("sgd", "adamw"):

@@ -12,8 +12,10 @@ CANDIDATES = Path(__file__).parent / "candidates"
 GOOD = (CANDIDATES / "nan_loss.py").read_text()
 
 
-def test_template_and_test_candidates_honour_the_contract():
-    for path in [Path("templates/fractalnet.py"), *CANDIDATES.glob("*.py")]:
+def test_templates_and_test_candidates_honour_the_contract():
+    templates = sorted(Path("templates").glob("*.py"))
+    assert {p.name for p in templates} >= {"fractalnet.py", "resnet9.py"}
+    for path in [*templates, *CANDIDATES.glob("*.py")]:
         assert check_contract(path.read_text()).ok, path
 
 

@@ -44,6 +44,9 @@ strategies = {strategies}
 
 [llm]
 backend = "replay"
+
+[reference]
+{reference}
 """
 
 # Replayed LLM answers, in the order the backend hands them out (it starts over at the end):
@@ -60,9 +63,11 @@ REPLAY = [
 
 
 def write_config(folder: Path, *, budget: int, epochs: int = 1,
-                 strategies: str = "{ llm = 1.0, mutate = 1.0, optuna = 1.0 }") -> Path:
+                 strategies: str = "{ llm = 1.0, mutate = 1.0, optuna = 1.0 }", reference: bool = False) -> Path:
+    """A search config; the reference network (a narrow ResNet-9) only when asked for, to keep tests short."""
     path = folder / "search.toml"
-    path.write_text(SEARCH_TOML.format(budget=budget, epochs=epochs, strategies=strategies))
+    path.write_text(SEARCH_TOML.format(budget=budget, epochs=epochs, strategies=strategies,
+                                       reference="params = {BASE_CHANNELS = 8}" if reference else 'template = ""'))
     return path
 
 
@@ -89,7 +94,7 @@ def proposal_rows(catalog: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_search_fills_the_catalog_with_every_strategy_and_a_leaderboard(tmp_path, cli_env):
-    config, replay = write_config(tmp_path, budget=6), write_replay(tmp_path)
+    config, replay = write_config(tmp_path, budget=6, reference=True), write_replay(tmp_path)
     catalog = tmp_path / "catalog.sqlite"
     result = run_search(config, catalog, cli_env, "--replay", replay)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -100,10 +105,13 @@ def test_search_fills_the_catalog_with_every_strategy_and_a_leaderboard(tmp_path
     assert len(admitted) == 6 and all(r["status"] in ("done", "failed") for r in admitted)
     with Catalog(catalog) as cat:
         models = {m["name"]: m for m in cat.models()}
-        assert {m["origin"] for m in models.values()} == {"llm", "mutate", "optuna"}
+        # The reference network is trained besides the budget, as the baseline row.
+        assert {m["origin"] for m in models.values()} == {"llm", "mutate", "optuna", "reference"}
         assert all(m["status"] == "done" for m in models.values()), [m["reason"] for m in models.values()]
         board = cat.leaderboard()
-        assert len(board) == 6 and all(0 < r["accuracy"] <= 1 for r in board)
+        assert len(board) == 7 and all(0 < r["accuracy"] <= 1 for r in board)
+        (reference,) = [m for m in models.values() if m["origin"] == "reference"]
+        assert reference["family"] == "ResNet9" and "ResNet9" in result.stdout
         # The LLM's answers were recorded with their verdicts, and the model it produced is linked.
         calls = cat.llm_calls()
         assert {c["stage"] for c in calls if not c["ok"]} >= {"policy", "parse"}
@@ -125,6 +133,18 @@ def test_search_fills_the_catalog_with_every_strategy_and_a_leaderboard(tmp_path
             assert trials[row["trial"]].value == pytest.approx(row["accuracy"])
     # TPE also learnt from what the other strategies trained (warm start from the catalog).
     assert {t.user_attrs.get("origin") for t in trials.values()} & {"mutate", "llm"}
+
+    # A second search with the same recipe reuses the reference's result instead of training it again,
+    # and a leaderboard filtered to one origin still shows the reference as its baseline row.
+    again = run_search(write_config(tmp_path, budget=1, strategies="{ mutate = 1.0 }", reference=True), catalog,
+                       cli_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    with Catalog(catalog) as cat:
+        assert [e["kind"] for e in cat.events(nn=reference["name"])].count("done") == 1
+    board = subprocess.run([sys.executable, "-m", "nas_agent.cli", "leaderboard", "--catalog", str(catalog),
+                            "--origin", "mutate"], env=cli_env, capture_output=True, text=True, check=True)
+    (line,) = [row for row in board.stdout.splitlines() if "ResNet9" in row]
+    assert "ref" in line and "reference" in line
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ def render(stats: SearchStats, epochs: int) -> Panel:
                                        stats.failed, stats.stopped)))
     best = (f"[bold green]{stats.best_accuracy:.4f}[/]  {stats.best_name}" if stats.best_name
             else "[dim]nothing trained yet[/]")
+    if stats.reference_accuracy is not None:
+        best += f"   [dim]reference {stats.reference_accuracy:.4f}[/]"
     remaining = []
     if stats.remaining_budget is not None:
         remaining.append(f"{stats.remaining_budget} candidate(s)")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nas_agent.catalog import Catalog
 from nas_agent.config import Config
+from nas_agent.search.reference import register_reference, trained_with
 from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
 from nas_agent.search.sweep import CandidateFile, Trainer, TrainRequest, register
 from nas_agent.space.template import Template, TemplateError, read_family, read_params
@@ -42,6 +43,8 @@ class SearchStats:
     stopped: int = 0
     best_name: str | None = None
     best_accuracy: float | None = None
+    reference: str | None = None         # the reference network's catalog name
+    reference_accuracy: float | None = None
     started: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     active: dict = field(default_factory=dict)   # training key -> (epoch, accuracy or None)
@@ -100,6 +103,8 @@ class Search:
         rows = self.catalog.leaderboard(task=self.config.task, names=sorted(set(names)), top=1) if names else []
         if rows:
             self.stats.best_name, self.stats.best_accuracy = rows[0]["name"], rows[0]["accuracy"]
+        if self.stats.reference:
+            self.stats.reference_accuracy = self.catalog.best_accuracy(self.stats.reference)
 
     def _done(self) -> str | None:
         """Why the search should stop now, or None."""
@@ -113,7 +118,8 @@ class Search:
     # the loop ------------------------------------------------------------------
 
     def run(self) -> str:
-        """Train what a previous attempt of this run left pending, then run rounds until a budget is spent."""
+        """Train the reference network and what a previous attempt of this run left pending, then run rounds."""
+        self._train_reference()
         pending = self._pending()
         if pending:
             self.stats.phase = f"resuming {len(pending)} pending candidate(s)"
@@ -130,6 +136,24 @@ class Search:
         self.stats.stop_reason, self.stats.phase = reason, "finished"
         self.on_change(self.stats)
         return "finished"
+
+    def _train_reference(self) -> None:
+        """The baseline row: train the reference network under this run's recipe unless that was done before.
+
+        It is not a proposal and does not count against the budget.
+        """
+        name = register_reference(self.catalog, self.config, self.run_id)
+        self.stats.reference = name
+        request = TrainRequest(name) if name else None
+        if request is None or trained_with(self.catalog, name, self.trainer.prm(request), self.config.train.epochs):
+            return
+        self.stats.phase = f"training the reference network {self.catalog.get_model(name)['family']}"
+        self.on_change(self.stats)
+        try:
+            self.trainer.train([request])
+        finally:
+            self.stats.active.clear()
+            self._update_best()
 
     def _round(self) -> int:
         """One round; returns how many proposals were admitted for training."""

@@ -107,11 +107,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     channels_last = _use_channels_last(device, cfg)
-    for start in range(0, len(x), cfg.eval_batch_size):
-        xb = normalize(x[start:start + cfg.eval_batch_size])
+    # On CPU, small batches stay in cache: 64 evaluates twice as fast as 1000 (measured on a FractalNet).
+    size = cfg.eval_batch_size or (1000 if device.type == "cuda" else 64)
+    for start in range(0, len(x), size):
+        xb = normalize(x[start:start + size])
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y[start:start + cfg.eval_batch_size]
+        yb = y[start:start + size]
         with _autocast(device, cfg):
             out = model(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
@@ -169,17 +171,21 @@ def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
 
 
 def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
-                checkpoint: Path | None = None, fingerprint: str = "",
+                checkpoint: Path | None = None, fingerprint: str = "", compile: bool = False,
                 on_epoch: Callable[[EpochMetrics, bool], None] = lambda m, replayed: None) -> list[EpochMetrics]:
     """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint`.
 
     `on_epoch(metrics, replayed)` is called for each finished epoch; epochs restored from a
     checkpoint are replayed first (replayed=True) so the caller can make sure they are recorded.
+    `compile=True` runs the steps through torch.compile. Only trusted code may ask for it: the
+    sandboxed child forbids the subprocesses and native libraries that compilation needs.
     """
     model.to(device)
     channels_last = _use_channels_last(device, cfg)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # The compiled wrapper runs the steps; `model` keeps the plain state dict for checkpoints.
+    runner = torch.compile(model) if compile and cfg.loop == "fast" else model
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
@@ -222,13 +228,13 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
             model.learn(batches)
             train_loss = train_accuracy = None
         else:
-            train_loss, train_accuracy = _train_epoch(model, batches, optimizer, scheduler, criterion, cfg, device)
+            train_loss, train_accuracy = _train_epoch(runner, batches, optimizer, scheduler, criterion, cfg, device)
             if not math.isfinite(train_loss):
                 raise NonFiniteLoss(f"training loss is {train_loss} in epoch {epoch}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
-        test_accuracy, test_loss = evaluate(model, test_x, test_y, cfg, device)
+        test_accuracy, test_loss = evaluate(runner, test_x, test_y, cfg, device)
         if not math.isfinite(test_loss):
             raise NonFiniteLoss(f"test loss is {test_loss} after epoch {epoch}")
         metrics = EpochMetrics(
