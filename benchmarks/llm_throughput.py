@@ -7,7 +7,8 @@ answers the real edit prompt of templates/fractalnet.py, the prompt a search rou
 
 - vllm, batch 1: `--completions` sequential calls of one completion each (seeds 0, 1, …);
 - vllm, batch 8: the same number of completions, 8 per call (`SamplingParams(n=8)`, one `chat`);
-- transformers, batch 1 and 8: the same, through `model.generate` on the same weights.
+- transformers, batch 1 and 8: the same, through `model.generate` on the same weights
+  (`--batches "vllm=1,8;transformers=1"` leaves out its slow batch 8 on two cores).
 
 Both backends load the safetensors copy of SmolLM2-135M-Instruct (runs/models/smollm2) in the
 same dtype, so the rows differ by engine only. Engine start-up is timed apart from generation.
@@ -27,9 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-BATCH_SIZES = (1, 8)
-
 
 @dataclass
 class Row:
@@ -92,11 +90,23 @@ def _measure(backend, label: str, prompt: str, template_source: str, validator, 
     return Row(label, batch, len(results), seconds, sum(c.tokens_out for c in results), yields, valid, start_s)
 
 
+def _batches(spec: str, backend: str) -> list[int]:
+    """Batch sizes for `backend` from "1,8" (every backend) or "vllm=1,8;transformers=1"."""
+    if "=" not in spec:
+        return [int(b) for b in spec.split(",")]
+    for part in spec.split(";"):
+        name, _, sizes = part.partition("=")
+        if name.strip() == backend:
+            return [int(b) for b in sizes.split(",")]
+    return []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--completions", type=int, default=8, help="completions per row")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--backends", default="vllm,transformers")
+    parser.add_argument("--batches", default="1,8", help="batch sizes per backend, e.g. vllm=1,8;transformers=1")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -134,10 +144,13 @@ def main() -> int:
             console.print(f"error: unknown backend {name!r} (vllm, transformers)")
             return 2
         start_s = time.perf_counter() - started
-        for batch in BATCH_SIZES:
+        for batch in _batches(args.batches, name):
             console.print(f"[dim]{name}, batch {batch} …[/]")
             rows.append(_measure(backend, name, prompt, template.source, validator, args.completions, batch,
                                  args.max_tokens, start_s))
+            row = rows[-1]  # printed as it comes, so a run cut short still reports what it measured
+            console.print(f"[dim]  {row.completions} completions in {row.seconds:.1f} s, "
+                          f"{row.tokens_per_s:.1f} output tokens/s[/]")
         backend.close()
 
     table = Table(title="LLM throughput (SmolLM2-135M-Instruct, CPU)")
@@ -154,7 +167,7 @@ def main() -> int:
         if (name, 1) in by_key and (name, 8) in by_key:
             console.print(f"{name}: batch 8 / batch 1 output tokens/s = "
                           f"{by_key[name, 8].tokens_per_s / by_key[name, 1].tokens_per_s:.2f}x")
-    for batch in BATCH_SIZES:
+    for batch in sorted({row.batch for row in rows}):
         if ("vllm", batch) in by_key and ("transformers", batch) in by_key:
             console.print(f"batch {batch}: vllm / transformers output tokens/s = "
                           f"{by_key['vllm', batch].tokens_per_s / by_key['transformers', batch].tokens_per_s:.2f}x")

