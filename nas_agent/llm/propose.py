@@ -144,7 +144,9 @@ class Proposer:
 
     def edit_prompt(self, base: str, parent: str) -> str:
         """The edit prompt for `base` (source), whose catalog name or template label is `parent`."""
-        return load_prompt("edit").substitute(
+        # Generators are scored in bits/dim (lower is better) and edited through their own prompt.
+        prompt = "edit_generative" if self.task == "img-generation" else "edit"
+        return load_prompt(prompt).substitute(
             code=base.rstrip("\n"), epochs=self.epochs, max_params=f"{self.max_params:,}",
             parent=self._parent_section(parent), examples=self._examples_section(parent),
             rejections=self._rejections_section(parent))
@@ -159,7 +161,8 @@ class Proposer:
         if not rows:
             return ""
         row = rows[0]
-        return (f"This code is candidate {parent}: best test accuracy {row['accuracy']:.4f} after epoch "
+        score = "bits/dim" if row.get("metric") == "bpd" else "accuracy"
+        return (f"This code is candidate {parent}: best test {score} {row['accuracy']:.4f} after epoch "
                 f"{row['epoch']}, {row['n_params'] or 0:,} parameters, {row['seconds_per_epoch']:.1f} s per epoch.\n")
 
     def _examples_section(self, parent: str) -> str:
@@ -172,7 +175,8 @@ class Proposer:
             regions = editable_regions(self.catalog.get_model(row["name"])["code"])
             body = "\n".join(f"# --- nas-agent: {label} (begin) ---\n{text}\n# --- nas-agent: {label} (end) ---"
                              for label, text in regions.items())
-            lines.append(f"Accuracy {row['accuracy']:.4f}, {row['n_params'] or 0:,} parameters:\n```python\n{body}\n```")
+            score = "Bits/dim" if row.get("metric") == "bpd" else "Accuracy"
+            lines.append(f"{score} {row['accuracy']:.4f}, {row['n_params'] or 0:,} parameters:\n```python\n{body}\n```")
         return ("The best candidates so far, for reference:\n" + "\n".join(lines) + "\n") if lines else ""
 
     def _rejections_section(self, parent: str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas_agent.catalog import Catalog
-from nas_agent.config import Config
+from nas_agent.config import Config, ConfigError
+from nas_agent.generative.task import is_generative
 from nas_agent.search.strategy import Strategy
 from nas_agent.space.fractal import FractalSpace
 from nas_agent.space.template import Template
@@ -46,12 +47,38 @@ def make_backend_if_needed(config: Config):
     return make_backend(config.llm)
 
 
+def check_strategies(config: Config) -> None:
+    """Raise ConfigError, before anything starts, for strategies or a [space] the run's task cannot use."""
+    if not is_generative(config.task):
+        return
+    unsupported = [name for name in ("optuna", "hpo") if wants(config, name)]
+    if unsupported:
+        raise ConfigError(f"search.strategies: {', '.join(unsupported)} cannot search task {config.task} yet; "
+                          f"use mutate and llm (conf/generative.toml)")
+    from nas_agent.generative.space import GenerativeSpace
+
+    try:
+        GenerativeSpace.from_config(config.space)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def make_strategies(config: Config, catalog: Catalog, run_id: str, template: Template, validator: Validator,
                     backend) -> dict[str, Strategy]:
     """The strategies with positive weight, set up for this run (Optuna studies are named after it)."""
-    space = FractalSpace.from_config(config.space)
+    check_strategies(config)
     strategies: dict[str, Strategy] = {}
-    if wants(config, "mutate"):
+    if is_generative(config.task):  # the fractal generators' own space and mutations
+        from nas_agent.generative.mutate import GenerativeMutateStrategy
+        from nas_agent.generative.space import GenerativeSpace
+
+        if wants(config, "mutate"):
+            strategies["mutate"] = GenerativeMutateStrategy(GenerativeSpace.from_config(config.space),
+                                                            crossover=config.search.crossover)
+        space = None
+    else:
+        space = FractalSpace.from_config(config.space)
+    if wants(config, "mutate") and space is not None:
         from nas_agent.search.mutate import MutateStrategy
 
         strategies["mutate"] = MutateStrategy(space, crossover=config.search.crossover)

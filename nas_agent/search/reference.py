@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas_agent.catalog import Catalog, prm_uid
+from nas_agent.catalog.store import lower_is_better
 from nas_agent.config import Config
 from nas_agent.search.sweep import CandidateFile, register
 from nas_agent.space.template import load_template, render_params
@@ -47,4 +48,8 @@ def with_reference_rows(rows: list[dict], board: list[dict]) -> list[dict]:
     """
     shown = {row["name"] for row in rows}
     extra = [{**row, "rank": None} for row in board if row["origin"] == ORIGIN and row["name"] not in shown]
-    return sorted(rows + extra, key=lambda row: -row["accuracy"])
+    if not extra:
+        return rows
+    # Task by task, each in its metric's direction, as the leaderboard itself orders them.
+    return sorted(rows + extra, key=lambda row: (row.get("task") or "", row["accuracy"]
+                                                 if lower_is_better(row.get("metric")) else -row["accuracy"]))

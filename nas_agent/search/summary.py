@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 from nas_agent.catalog import Catalog
+from nas_agent.catalog.store import lower_is_better
 
 
 def strategy_summary(catalog: Catalog, run_id: str) -> list[dict]:
@@ -19,7 +20,9 @@ def strategy_summary(catalog: Catalog, run_id: str) -> list[dict]:
     summary = []
     for strategy, proposals in rows.items():
         finished = [p for p in proposals if p["status"] in ("done", "stopped") and p["accuracy"] is not None]
-        best = max(finished, key=lambda p: p["accuracy"], default=None)
+        # Bits/dim (generators) is best when lowest; accuracy when highest.
+        lower = any(lower_is_better((catalog.get_model(p["nn"]) or {}).get("metric")) for p in finished if p["nn"])
+        best = (min if lower else max)(finished, key=lambda p: p["accuracy"], default=None)
         valid = sum(1 for p in proposals if p["ok"])
         summary.append({
             "strategy": strategy, "proposals": len(proposals), "valid": valid,

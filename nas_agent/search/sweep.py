@@ -18,7 +18,8 @@ from typing import Callable, Iterable
 
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
 from nas_agent.config import Config
-from nas_agent.space.template import TemplateError, read_family, read_params
+from nas_agent.generative.task import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
+from nas_agent.space.template import TemplateError, read_family, read_params, read_task
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validator, Verdict
 
@@ -30,6 +31,11 @@ def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of samples whose arg-max class is the label."""
     return (outputs.argmax(1) == labels).float().mean().item()
 '''
+
+
+def metric_of(task: str) -> tuple[str, str]:
+    """The LEMUR metric name and code a task's candidates are scored by: acc, or bpd for generators."""
+    return (BPD_METRIC, BPD_METRIC_CODE) if is_generative(task) else (METRIC, METRIC_CODE)
 
 
 class CandidateError(ValueError):
@@ -53,7 +59,7 @@ class CandidateFile:
     n_params: int | None = None
 
     def name(self, config: Config) -> str:
-        return lemur_name(config.task, config.dataset, METRIC, self.family, self.code_hash)
+        return lemur_name(config.task, config.dataset, metric_of(config.task)[0], self.family, self.code_hash)
 
 
 def read_source(path: str | Path) -> str:
@@ -65,10 +71,27 @@ def read_source(path: str | Path) -> str:
         raise CandidateError(path, Verdict.reject("parse", f"cannot read file: {exc}")) from None
 
 
-def read_candidate(path: str | Path, validator: Validator) -> CandidateFile:
-    """Read and validate a candidate file; raise CandidateError with the verdict that rejected it."""
+def _declared_task(source: str) -> str | None:
+    """The file's TASK constant; None when it does not parse (the validator then says why)."""
+    try:
+        return read_task(source)
+    except TemplateError:
+        return None
+
+
+def read_candidate(path: str | Path, validator: Validator, task: str | None = None) -> CandidateFile:
+    """Read and validate a candidate file; raise CandidateError with the verdict that rejected it.
+
+    With `task`, a file that declares another task (module constant TASK) is rejected first.
+    """
     path = Path(path)
     source = read_source(path)
+    # Before validation, whose smoke run would feed the file the other task's inputs.
+    declared = _declared_task(source) if task is not None else None
+    if declared is not None and declared != task:
+        raise CandidateError(path, Verdict.reject(
+            "contract", f"the file declares TASK {declared!r} but the run's task is {task!r}; "
+                        f"pass --task {declared}"))
     result = validator.validate(source, str(path))
     if not result.ok:
         raise CandidateError(path, result.verdict)
@@ -84,6 +107,13 @@ def transform_of(config: Config) -> tuple[str, str]:
     """LEMUR transform name and the equivalent torchvision code of the run's augmentation."""
     t = config.train
     parts, steps = [], []
+    if is_generative(config.task):  # generators see the exact uint8 values: no crop, no normalisation
+        parts = ["flip"] if t.flip else []
+        steps = ["transforms.RandomHorizontalFlip()"] if t.flip else []
+        body = ",\n        ".join(steps + ["transforms.PILToTensor()"])
+        code = ("import torchvision.transforms as transforms\n\n\n"
+                f"def transform(norm):\n    return transforms.Compose([\n        {body},\n    ])\n")
+        return "_".join(parts + ["uint8"]), code
     if t.crop_padding:
         parts.append(f"crop{t.crop_padding}")
         steps.append(f"transforms.RandomCrop(32, padding={t.crop_padding}, padding_mode='reflect')")
@@ -115,7 +145,7 @@ def register(catalog: Catalog, candidate: CandidateFile, config: Config, *, orig
     name = candidate.name(config)
     catalog.add_model(ModelRecord(
         name=name, code=candidate.source, family=candidate.family, task=config.task,
-        dataset=config.dataset, metric=METRIC, code_hash=candidate.code_hash,
+        dataset=config.dataset, metric=metric_of(config.task)[0], code_hash=candidate.code_hash,
         template_params=candidate.template_params, parent=parent, origin=origin,
         struct_hash=candidate.struct_hash, n_params=candidate.n_params), run_id=run_id)
     return name
@@ -181,7 +211,8 @@ class Trainer:
         self.run_id, self.on_progress, self.should_stop = run_id, on_progress, should_stop
         self.transform, transform_code = transform_of(config)
         catalog.register_transform(self.transform, transform_code)
-        catalog.register_metric(METRIC, METRIC_CODE)
+        self.metric, metric_code = metric_of(config.task)
+        catalog.register_metric(self.metric, metric_code)
         self.cancel = threading.Event()
 
     def recipe(self, request: TrainRequest) -> dict:
@@ -203,12 +234,13 @@ class Trainer:
             test_subset=self.config.data.test_subset, device=self.config.device,
             checkpoint=str(run_dir / "checkpoints" / f"{request.key}.pt"),
             fingerprint=_fingerprint(model, train, self.config),
-            seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads)
+            seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads,
+            task=self.config.task, out_shape=GENERATION_OUT_SHAPE if is_generative(self.config.task) else (10,))
 
     def _record_epoch(self, request: TrainRequest, event: dict, gpu: str | None) -> None:
         self.catalog.record_epoch(EpochRecord(
             nn=request.name, epoch=event["epoch"], accuracy=event["test_accuracy"], duration_s=event["seconds"],
-            prm=self.prm(request), transform=self.transform, metric=METRIC, task=self.config.task,
+            prm=self.prm(request), transform=self.transform, metric=self.metric, task=self.config.task,
             dataset=self.config.dataset, train_loss=event.get("train_loss"), test_loss=event.get("test_loss"),
             train_accuracy=event.get("train_accuracy"), samples_per_second=event.get("samples_per_second"),
             epoch_max=self.recipe(request)["epochs"], gpu_type=gpu, gpu_memory_kb=event.get("peak_gpu_memory_kb"),

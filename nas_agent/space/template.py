@@ -90,13 +90,23 @@ def read_params(source: str) -> dict[str, Any]:
 
 def read_family(source: str | cst.Module, default: str = "Net") -> str:
     """The module-level FAMILY constant, or `default` when the file declares none."""
+    return read_string_constant(source, "FAMILY", default)
+
+
+def read_task(source: str | cst.Module, default: str = "img-classification") -> str:
+    """The module-level TASK constant (e.g. "img-generation"), or `default` when the file declares none."""
+    return read_string_constant(source, "TASK", default)
+
+
+def read_string_constant(source: str | cst.Module, name: str, default: str) -> str:
+    """The string literal assigned to module-level `name`, read from the syntax tree (nothing runs)."""
     module = _parse(source) if isinstance(source, str) else source
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 if (isinstance(small, cst.Assign) and len(small.targets) == 1
                         and isinstance(small.targets[0].target, cst.Name)
-                        and small.targets[0].target.value == "FAMILY"
+                        and small.targets[0].target.value == name
                         and isinstance(small.value, cst.SimpleString)):
                     return small.value.evaluated_value
     return default

@@ -159,6 +159,30 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, 
     os.replace(tmp, path)
 
 
+def resume_from_checkpoint(checkpoint: Path | None, fingerprint: str, model: nn.Module, optimizer, scheduler,
+                           on_epoch: Callable) -> TrainState:
+    """Restore weights, optimizer, schedule and RNG from this candidate's checkpoint, if it has one.
+
+    The recorded epochs are replayed through `on_epoch(metrics, True)` (idempotent for the
+    catalog), and the returned state says which epoch to continue after.
+    """
+    ckpt = load_checkpoint(checkpoint, fingerprint)
+    if ckpt is None:
+        return TrainState(epoch=0, history=[])
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None and ckpt["optimizer"] is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt["scheduler"] is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng_cpu"])
+    if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+    state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
+    for row in state.history:
+        on_epoch(EpochMetrics(**row), True)
+    return state
+
+
 def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
     """The checkpoint at `path` if it belongs to this candidate and recipe, else None."""
     if path is None or not path.exists():
@@ -200,20 +224,7 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
         scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    state = TrainState(epoch=0, history=[])
-    ckpt = load_checkpoint(checkpoint, fingerprint)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        if optimizer is not None and ckpt["optimizer"] is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt["scheduler"] is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
-        for row in state.history:
-            on_epoch(EpochMetrics(**row), True)
+    state = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, on_epoch)
 
     results = [EpochMetrics(**row) for row in state.history]
     for epoch in range(state.epoch + 1, cfg.epochs + 1):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import libcst as cst
 
-from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family
+from nas_agent.generative.task import GENERATION_OUT_SHAPE, is_generative
+from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family, read_task
 from nas_agent.validate.contract import check_contract
 from nas_agent.validate.normalize import code_hash
 from nas_agent.validate.policy import PolicyConfig, check_policy, check_size
@@ -118,7 +119,10 @@ class Validator:
         root = Path(tempfile.mkdtemp(prefix="nas-agent-smoke-")) if temporary else self.workdir
         workdir = root / f"smoke-{(static.code_hash or 'candidate')[:12]}"
         try:
-            smoke = smoke_test(source, workdir, self.smoke)
+            # A generator (TASK = "img-generation") is smoke-run on uint8 images and must return NLLs.
+            task = read_task(source)
+            shapes = {"out_shape": GENERATION_OUT_SHAPE} if is_generative(task) else {}
+            smoke = smoke_test(source, workdir, self.smoke, task=task, **shapes)
         finally:
             if temporary:
                 shutil.rmtree(root, ignore_errors=True)

@@ -39,12 +39,13 @@ class SmokeResult:
 
 
 def smoke_test(source: str, workdir: str | Path, limits: SmokeLimits = SmokeLimits(), *,
-               in_shape: tuple[int, ...] = (1, 3, 32, 32), out_shape: tuple[int, ...] = (10,)) -> SmokeResult:
+               in_shape: tuple[int, ...] = (1, 3, 32, 32), out_shape: tuple[int, ...] = (10,),
+               task: str = "img-classification") -> SmokeResult:
     """Run `source`'s Net forward and backward once in a sandboxed child in `workdir` (created afresh)."""
     workdir = Path(workdir)
     job = {"candidate": str(workdir.resolve() / CANDIDATE_FILE), "in_shape": list(in_shape),
            "out_shape": list(out_shape), "max_params": limits.max_params, "max_gflops": limits.max_gflops,
-           "batch": limits.batch}
+           "batch": limits.batch, "task": task}
     child_limits = ChildLimits(seconds=limits.seconds, memory_mb=limits.memory_mb, cpu_seconds=limits.seconds,
                                open_files=256, file_mb=16, threads=1,
                                seconds_key="validate.smoke_seconds", memory_key="validate.smoke_memory_mb")

@@ -46,9 +46,19 @@ def _check(job: dict, started: float) -> dict:
 
     generator = torch.Generator().manual_seed(0)
     batch = job["batch"]
+    model.train()
+    if job.get("task") == "img-generation":  # uint8 images in, one NLL per image out
+        from nas_agent.generative.smoke import generative_forward
+
+        try:
+            output, structure, loss, problem = generative_forward(model, batch, in_shape, generator)
+        except TypeError as exc:
+            raise SmokeFailure(str(exc)) from None
+        if problem:
+            raise SmokeFailure(problem)
+        return _finish(job, model, n_params, output, structure, loss, started)
     inputs = torch.randn((batch, *in_shape[1:]), generator=generator)
     labels = torch.randint(0, out_shape[0], (batch,), generator=generator)
-    model.train()
     try:
         output, structure = probe(model, inputs)
     except TypeError as exc:
@@ -58,11 +68,17 @@ def _check(job: dict, started: float) -> dict:
                            f"(batch, *out_shape)")
     if not torch.isfinite(output).all():
         raise SmokeFailure("forward returned NaN or infinite values on a random batch")
+    return _finish(job, model, n_params, output, structure, F.cross_entropy(output, labels), started)
+
+
+def _finish(job: dict, model, n_params: int, output, structure, loss, started: float) -> dict:
+    """The checks every task shares: cost, a finite loss, and gradients that reach the weights."""
+    import torch
+
     flops_limit = job["max_gflops"] * 1e9
     if structure.flops_per_sample > flops_limit:
         raise SmokeFailure(f"{structure.flops_per_sample / 1e9:.2f} GFLOPs per image, above the "
                            f"{job['max_gflops']:g} GFLOPs limit (validate.max_gflops)")
-    loss = F.cross_entropy(output, labels)
     loss.backward()
     if not math.isfinite(loss.item()):
         raise SmokeFailure("the loss of a random batch is NaN or infinite")
