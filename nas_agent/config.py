@@ -142,6 +142,19 @@ class ReferenceConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Pre-training on synthetic datasets (nas-agent fractals render/stylize) before fine-tuning on CIFAR-10."""
+
+    datasets: list = field(default_factory=list)   # dataset folders; in a search each is a variant (empty: off)
+    epochs: int = 2                      # pre-training epochs on the synthetic set
+    lr: float = 0.0                      # pre-training learning rate; 0: train.lr
+    finetune_subset: int = 0             # CIFAR-10 training images to fine-tune on; 0: data.train_subset
+    finetune_epochs: int = 0             # 0: train.epochs
+    scratch: bool = True                 # search: also train a scratch trial with the same fine-tuning recipe
+    top: int = 1                         # search: the N best new candidates of each round get the variants (0: all)
+
+
+@dataclass
 class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -158,6 +171,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     space: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +195,8 @@ class Config:
 
 
 SECTIONS = {"train": TrainConfig, "data": DataConfig, "limits": LimitsConfig, "policy": PolicySettings,
-            "validate": ValidateConfig, "llm": LLMConfig, "search": SearchConfig, "reference": ReferenceConfig}
+            "validate": ValidateConfig, "llm": LLMConfig, "search": SearchConfig, "reference": ReferenceConfig,
+            "pretrain": PretrainConfig}
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -259,6 +274,11 @@ def _check(config: Config, where: str) -> Config:
         problems.append(f"search.executor must be local or ray, not {search.executor!r}")
     if search.workers < 0 or search.llm_fixes < 0 or search.hpo_top < 1:
         problems.append("search.workers and search.llm_fixes must be >= 0, search.hpo_top >= 1")
+    pre = config.pretrain
+    if pre.epochs < 1 or pre.lr < 0 or pre.finetune_subset < 0 or pre.finetune_epochs < 0 or pre.top < 0:
+        problems.append("pretrain.epochs must be >= 1; pretrain.lr, finetune_subset, finetune_epochs and top >= 0")
+    if not all(isinstance(d, str) and d for d in pre.datasets):
+        problems.append("pretrain.datasets must be a list of dataset folders (nas-agent fractals render --out DIR)")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         problems.append(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
     if problems:

@@ -183,7 +183,20 @@ class Search:
         self._tell({p.strategy for p in rejected}, [self._verdict_outcome(p) for p in rejected])
         if admitted:
             self._train(admitted)
+            self._pretrain_variants(admitted)
         return len(admitted)
+
+    def _pretrain_variants(self, proposals: list[Proposal]) -> None:
+        """With [pretrain] datasets, the round's best new candidates also get pre-trained variants (not budgeted)."""
+        if not self.config.pretrain.datasets:
+            return
+        from nas_agent.fractals.pretrain import pretrain_variants_for
+
+        self.stats.phase = f"round {self.stats.round}: pre-training variants"
+        self.on_change(self.stats)
+        pretrain_variants_for(self.catalog, self.config, self.trainer.dataset_cache,
+                              [p.name for p in proposals if p.train is None and p.name], run_id=self.run_id,
+                              executor=self.trainer.executor)
 
     def _admit(self, proposal: Proposal, label: str) -> bool:
         """Validate and record one proposal; register it for training when valid. True if admitted."""

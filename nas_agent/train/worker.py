@@ -36,6 +36,14 @@ def load_candidate(path: str):
     return module
 
 
+def load_matching(model, state: dict) -> dict:
+    """Load the tensors of `state` whose names and shapes match the model's; say what was loaded."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    model.load_state_dict(matching, strict=False)
+    return {"loaded": len(matching), "skipped": sorted(set(own) - set(matching))[:20]}
+
+
 def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     try:
@@ -61,6 +69,8 @@ def main(job_path: str, event_fd: int) -> int:
         device = resolve_device(job.device)
         seed_everything(cfg.seed)
         data = load_cache(job.dataset_cache).subset(job.train_subset or None, job.test_subset or None, seed=cfg.seed)
+        # Read before the guard, and weights_only: the process of a candidate wrote this checkpoint.
+        init_state = torch.load(job.init_from, map_location="cpu", weights_only=True)["model"] if job.init_from else None
         torch.ones(1, device=device).add_(1)  # initialise the device (CUDA loads libraries) before the guard
         guard.install(writable)
     except Exception as exc:  # our own set-up failed: say so, it is not the candidate's fault
@@ -73,12 +83,16 @@ def main(job_path: str, event_fd: int) -> int:
                "checkpoint_blocks": cfg.checkpoint_blocks}
         model = module.Net(job.in_shape, job.out_shape, prm, device)
         n_params = sum(p.numel() for p in model.parameters())
+        if init_state is not None:
+            emit(events, "init", **load_matching(model, init_state))
         emit(events, "started", n_params=n_params, device=str(device),
              gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
 
         def on_epoch(metrics, replayed):
             emit(events, "epoch", replayed=replayed, **metrics.as_dict())
 
+        if job.task == "img-generation":  # forward returns each image's NLL: its own loop and metric
+            from nas_agent.generative.train import train_generative as train_model
         train_model(model, data, cfg, device,
                     checkpoint=Path(job.checkpoint) if job.checkpoint else None,
                     fingerprint=job.fingerprint, on_epoch=on_epoch)
