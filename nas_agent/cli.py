@@ -1,4 +1,5 @@
-"""The `nas-agent` command line: generate, validate, train, sweep, propose, search, runs, leaderboard, show, export."""
+"""The `nas-agent` command line: generate, validate, train, sweep, propose, search, runs, leaderboard, show, export, sample,
+report, lemur export/import."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from nas_agent.catalog import Catalog, CatalogError
 from nas_agent.config import Config, ConfigError, load_config
 from nas_agent.data import DatasetError, resolve_cifar10
 from nas_agent.export import ExportError, export_candidate
+from nas_agent.generative.task import TASK_GENERATION, is_generative
 from nas_agent.search.sweep import CandidateError, Trainer, read_candidate, read_source, register, run_dir_of
 from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template
+from nas_agent.space.template import read_task
 from nas_agent.validate import Validation, validator_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,9 +39,17 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+TASKS = ("img-classification", TASK_GENERATION)
+
+
 def _config(config: Optional[Path], **overrides) -> Config:
+    task = overrides.get("task")
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
+    if config is None and task is not None and is_generative(task):
+        config = Path("generative")  # the generators' own recipe and search: conf/generative.toml
     cfg = load_config(config)
-    mapping = {"epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
+    mapping = {"task": "task", "epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
                "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",
                "seconds": "limits.seconds", "memory_mb": "limits.memory_mb", "smoke": "validate.smoke"}
     values = {mapping[k]: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
@@ -49,6 +60,8 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Run configuration (TOML p
 SmokeOpt = typer.Option(None, "--smoke/--no-smoke",
                         help="Smoke-run each new candidate in the sandbox before training (default: validate.smoke).")
 CatalogOpt = typer.Option(None, "--catalog", help="Catalog database (default: the config's, runs/catalog.sqlite).")
+TaskOpt = typer.Option(None, "--task", help="img-classification or img-generation (fractal generators scored in "
+                                            "bits/dim; without --config it uses conf/generative.toml).")
 
 
 def _catalog_path(catalog: Optional[Path], config: Optional[Path] = None) -> Path:
@@ -111,7 +124,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
                                          total=len(files))
             for path in files:
                 try:
-                    candidate = read_candidate(path, validator)
+                    candidate = read_candidate(path, validator, task=cfg.task)
                 except CandidateError as exc:
                     rejected += 1
                     catalog.add_event(str(path), "rejected", stage=exc.verdict.stage,
@@ -151,6 +164,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 
 
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
+    metric = "bpd" if is_generative(cfg.task) else "acc"
     with _progress() as progress:
         overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
         rows: dict[str, int] = {}
@@ -162,7 +176,7 @@ def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
                 rows[name] = progress.add_task(f"  {short}", total=cfg.train.epochs)
             elif kind == "epoch" and name in rows:
                 progress.update(rows[name], completed=event["epoch"],
-                                description=f"  {short} acc {event['test_accuracy']:.3f}")
+                                description=f"  {short} {metric} {event['test_accuracy']:.3f}")
             elif kind in ("outcome", "cancelled"):
                 if name in rows:
                     progress.remove_task(rows.pop(name))
@@ -185,11 +199,13 @@ def train(
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock limit for the candidate."),
     origin: str = typer.Option("manual", "--origin", help="Origin recorded in the catalog."),
     smoke: Optional[bool] = SmokeOpt,
+    task: Optional[str] = TaskOpt,
 ) -> None:
     """Train one candidate in a sandboxed child process and record it."""
     try:
         cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
-                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke)
+                      test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke,
+                      task=task)
         if not file.exists():
             fail(f"no such file: {file}")
         code = _train_files([file], cfg, 1, origin, retry_failed=True, command=_command_line())
@@ -389,14 +405,17 @@ def search(
     model: Optional[str] = typer.Option(None, "--model", help="LLM: model id, folder, GGUF file, or smollm2."),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    task: Optional[str] = TaskOpt,
 ) -> None:
     """Search: rounds of LLM edits, mutations and Optuna proposals, validated, trained and ranked."""
     from nas_agent.llm import LLMError
-    from nas_agent.search.assemble import make_backend_if_needed, make_executor, make_strategies, optuna_storage
+    from nas_agent.search.assemble import (check_strategies, make_backend_if_needed, make_executor, make_strategies,
+                                           optuna_storage)
     from nas_agent.search.display import SearchDisplay
     from nas_agent.search.loop import Search
     from nas_agent.search.reference import reference_candidate
     from nas_agent.search.summary import strategy_summary
+    from nas_agent.fractals.pretrain import check_datasets
 
     overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
                  "search.ray_address": ray_address, "search.seed": seed, "llm.backend": backend,
@@ -405,7 +424,7 @@ def search(
         if budget is not None and budget < 0 or hours is not None and hours < 0:
             fail("--budget and --hours must be >= 0")
         cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
-                      device=device, catalog=catalog).with_overrides(overrides)
+                      device=device, catalog=catalog, task=task).with_overrides(overrides)
         if resume:
             # The run's own settings, with what this command line changes on top.
             with _open_catalog(Path(cfg.catalog)) as cat:
@@ -420,6 +439,12 @@ def search(
             fail("an endless search: set a budget (--budget N) or a time limit (--hours H)")
         template = load_template(cfg.template)
         # Everything that can fail on a bad setting comes before the catalog is opened.
+        declared = read_task(template.source)
+        if declared != cfg.task:
+            fail(f"template {template.path.name} declares TASK {declared!r} but the run's task is {cfg.task!r}; "
+                 f"set `template` in the config to a {cfg.task} template (or pass --task {declared})")
+        check_strategies(cfg)
+        check_datasets(cfg)  # [pretrain] datasets: each must be a dataset folder
         reference_candidate(cfg)
         cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         pool = make_executor(cfg)
@@ -492,12 +517,15 @@ def _command_line() -> str:
     return " ".join(["nas-agent", *sys.argv[1:]])
 
 
-LEADERBOARD_COLUMNS = ("rank", "name", "accuracy", "epoch", "n_params", "seconds_per_epoch", "origin", "status")
+LEADERBOARD_COLUMNS = ("rank", "name", "accuracy", "epoch", "n_params", "seconds_per_epoch", "origin", "status",
+                       "task", "metric")
 
 
 def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
     table = Table(title=title)
-    for column in ("rank", "name", "best acc", "epoch", "params", "s/epoch", "origin"):
+    metrics = {row.get("metric") or "acc" for row in rows}
+    best = f"best {metrics.pop()}" if len(metrics) == 1 else "best"  # acc (higher is better), bpd (lower)
+    for column in ("rank", "name", best, "epoch", "params", "s/epoch", "origin"):
         # Names end in the hash that tells candidates apart: wrap them rather than cut them.
         table.add_column(column, justify="right" if column not in ("name", "origin") else "left",
                          overflow="fold")
@@ -533,17 +561,38 @@ def leaderboard(
     top: Optional[int] = typer.Option(None, "--top", "-k", min=1),
     task: Optional[str] = typer.Option(None, "--task"),
     origin: Optional[str] = typer.Option(None, "--origin"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only models evaluated on this dataset."),
+    run: Optional[str] = typer.Option(None, "--run", help="Only models this run proposed or trained."),
+    min_params: Optional[int] = typer.Option(None, "--min-params", min=0, help="At least this many parameters."),
+    max_params: Optional[int] = typer.Option(None, "--max-params", min=0, help="At most this many parameters."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    variants: bool = typer.Option(False, "--variants", help="Per model: scratch vs fractal vs stylized-fractal "
+                                                            "fine-tuning (nas-agent pretrain)."),
 ) -> None:
     """Rank trained candidates by best test accuracy; the reference network's row is always listed."""
+    from nas_agent.catalog.browse import filter_leaderboard, run_models
     from nas_agent.search.reference import with_reference_rows
 
     try:
         with _open_catalog(_catalog_path(catalog)) as cat:
-            rows = with_reference_rows(cat.leaderboard(task=task, top=top, origin=origin), cat.leaderboard(task=task))
-    except USER_ERRORS as exc:
+            names = run_models(cat, run) if run else None
+            rows = filter_leaderboard(cat.leaderboard(task=task, origin=origin, names=names), dataset=dataset,
+                                      min_params=min_params, max_params=max_params, top=top)
+            rows = with_reference_rows(rows, cat.leaderboard(task=task))
+            if variants:
+                from nas_agent.fractals.cli import print_variants
+                from nas_agent.fractals.pretrain import variant_board
+
+                board = variant_board(cat, [row["name"] for row in rows])
+    except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
+    if variants:
+        if as_json:
+            print(json.dumps(board, indent=2))
+        else:
+            print_variants(board)
+        return
     rows = [{k: row.get(k) for k in LEADERBOARD_COLUMNS} for row in rows]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -612,7 +661,7 @@ def export(
     catalog: Optional[Path] = CatalogOpt,
     task: Optional[str] = typer.Option(None, "--task"),
 ) -> None:
-    """Write standalone Python files (LEMUR contract) with their metrics and recipe in a header."""
+    """Write standalone Python files (LEMUR contract, metrics, lineage and recipe in a header) that train on their own."""
     if (name is None) == (top is None):
         fail("give either a NAME or --top K")
     try:
@@ -625,6 +674,120 @@ def export(
         fail(str(exc))
     for path in paths:
         console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def sample(
+    name: str = typer.Argument(..., help="A trained generative candidate (name, or a unique part such as its hash)."),
+    n: int = typer.Option(64, "--n", "-n", min=1, max=4096, help="How many images to draw."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file for the image grid."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Softmax temperature (1: the model)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    config: Optional[Path] = ConfigOpt,
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Draw images from a trained fractal generator (level by level, in the sandbox) and write a grid."""
+    from nas_agent.generative.sample import SampleError, sample_images, write_grid
+
+    try:
+        cfg = _config(config, catalog=catalog, device=device)
+        with _open_catalog(Path(cfg.catalog)) as cat:
+            name = _resolve_name(cat, name)
+            model = cat.get_model(name)
+        if not is_generative(model["task"] or ""):
+            fail(f"{name} is a {model['task']} model; sample draws images from {TASK_GENERATION} models")
+        checkpoint = run_dir_of(cfg) / "checkpoints" / f"{name}.pt"
+        if not checkpoint.exists():
+            fail(f"no trained weights for {name} at {checkpoint}; train it first (nas-agent train FILE --task "
+                 f"{TASK_GENERATION} --catalog {cfg.catalog})")
+        workdir = run_dir_of(cfg) / "sandbox" / f"sample-{model['code_hash'][:12]}"
+        with err.status(f"drawing {n} image(s) from {name} in the sandbox"):
+            drawn = sample_images(model["code"], checkpoint, n, workdir, seed=seed, temperature=temperature,
+                                  device=cfg.device, seconds=cfg.limits.seconds, memory_mb=cfg.limits.memory_mb,
+                                  threads=cfg.limits.threads)
+        path = write_grid(drawn.images, out)
+    except (SampleError, OSError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    console.print(f"wrote {path}: {n} samples of {name}, {drawn.seconds_per_image:.2f} s per image", highlight=False)
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("runs/report.html"), "--out", "-o", help="HTML file to write."),
+    run: Optional[str] = typer.Option(None, "--run", help="Only what this run proposed, trained or rejected."),
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Write one self-contained HTML report: leaderboards, figures, strategies, rejections, lineage, LLM cost."""
+    from nas_agent.report import write_report
+
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            with err.status("drawing the report"):
+                data = write_report(cat, out, run_id=run)
+    except (OSError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    rows = sum(len(t.rows) for t in data.tasks)
+    console.print(f"wrote {out}: {rows} leaderboard row(s) over {len(data.tasks)} task(s), "
+                  f"{len(data.strategies)} strateg{'y' if len(data.strategies) == 1 else 'ies'}, "
+                  f"{sum(r.count for r in data.rejections)} rejection(s)", highlight=False)
+
+
+lemur_app = typer.Typer(no_args_is_help=True, help="LEMUR interop: nn-dataset's folder layout, out and in.")
+app.add_typer(lemur_app, name="lemur")
+
+
+@lemur_app.command("export")
+def lemur_export(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for nn/, metric/, transform/ and stat/."),
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Write every model and every recorded epoch in nn-dataset's layout (stat/<task>_<dataset>_<metric>_<nn>/<epoch>.json)."""
+    from nas_agent.catalog.lemur_io import LemurLayoutError, export_lemur
+
+    try:
+        with _open_catalog(_catalog_path(catalog)) as cat:
+            summary = export_lemur(cat, out)
+    except (OSError, LemurLayoutError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    console.print(f"wrote {summary.models} model(s), {summary.configs} stat folder(s), {summary.epoch_files} "
+                  f"epoch file(s) with {summary.records} trial record(s) to {out}", highlight=False)
+
+
+@lemur_app.command("import")
+def lemur_import(
+    folder: Path = typer.Argument(..., help="An nn-dataset layout: a lemur export, or a clone of nn-dataset."),
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Read an nn-dataset layout into the catalog; new models get origin lemur. Importing twice changes nothing."""
+    from nas_agent.catalog.lemur_io import LemurLayoutError, find_layout, import_lemur
+
+    try:
+        find_layout(folder)  # a wrong folder must not leave a new, empty catalog behind
+        with Catalog(_catalog_path(catalog)) as cat:
+            run_id = cat.start_run(_command_line(), {"lemur_import": str(folder)})
+            status = "failed"
+            try:
+                summary = import_lemur(cat, folder, run_id=run_id)
+                status = "finished"
+            finally:
+                cat.end_run(run_id, status)
+    except (OSError, LemurLayoutError, *USER_ERRORS) as exc:
+        fail(str(exc))
+    for line in summary.skipped:
+        err.print(f"[yellow]skipped[/] {line}", highlight=False, soft_wrap=True)
+    console.print(f"imported {summary.records} trial record(s): {len(summary.added)} new model(s), "
+                  f"{len(summary.known)} already catalogued"
+                  + (f", {summary.merged} repeated record(s) merged (best kept)" if summary.merged else "")
+                  + (f", {len(summary.skipped)} skipped" if summary.skipped else ""), highlight=False)
+    if not summary.added and not summary.known:
+        raise typer.Exit(1)
+
+
+from nas_agent.fractals.cli import fractals_app, pretrain  # noqa: E402  (it reuses this module's helpers)
+
+app.add_typer(fractals_app, name="fractals")
+app.command("pretrain")(pretrain)
 
 
 def main() -> None:  # pragma: no cover - console script entry

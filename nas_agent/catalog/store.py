@@ -191,10 +191,33 @@ CREATE INDEX IF NOT EXISTS idx_proposal_nn ON proposal (nn);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT);
+CREATE TABLE IF NOT EXISTS pretrain_variant (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    nn TEXT REFERENCES nn (name) ON DELETE CASCADE,
+    prm TEXT,
+    variant TEXT,
+    dataset_hash TEXT,
+    dataset_params TEXT,
+    dataset_path TEXT,
+    stylize TEXT,
+    pretrain_epochs INTEGER,
+    pretrain_accuracy REAL,
+    pretrain_seconds REAL,
+    finetune_subset INTEGER,
+    finetune_epochs INTEGER,
+    accuracy REAL,
+    final_accuracy REAL,
+    seed INTEGER,
+    status TEXT,
+    reason TEXT,
+    run_id TEXT,
+    created TEXT,
+    updated TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_pretrain_variant_trial ON pretrain_variant (nn, prm);
 """
 
 LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
-OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta")
+OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta", "pretrain_variant")
 
 _UPSERT_STAT = """
 INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
@@ -215,20 +238,27 @@ ON CONFLICT (stat_id) DO UPDATE SET train_loss = excluded.train_loss,
     occupied_ram_kb = excluded.occupied_ram_kb
 """
 
-# Best epoch per model (ties: the earlier epoch), with its mean epoch time.
+# Metrics (stat.metric) where a lower value is better; every other metric is ranked highest first.
+LOWER_IS_BETTER_METRICS = ("bpd",)
+
+# A stat row's score in its metric's direction: ascending order puts the best first.
+_SIGNED = "(CASE WHEN {t}.metric IN (SELECT value FROM json_each(:lower)) THEN {t}.accuracy ELSE -{t}.accuracy END)"
+
+# Best epoch per model (ties: the earlier epoch), with its mean epoch time; each task ranked by
+# its own metric's direction (accuracy: highest first, bits/dim: lowest first).
 _LEADERBOARD = """
 WITH ranked AS (
-    SELECT s.nn, s.task, s.dataset, s.accuracy, s.epoch,
-           ROW_NUMBER() OVER (PARTITION BY s.nn ORDER BY s.accuracy DESC, s.epoch) AS pos,
+    SELECT s.nn, s.task, s.dataset, s.metric, s.accuracy, s.epoch,
+           ROW_NUMBER() OVER (PARTITION BY s.nn ORDER BY """ + _SIGNED.format(t="s") + """, s.epoch) AS pos,
            AVG(s.duration) OVER (PARTITION BY s.nn) / 1e9 AS seconds_per_epoch
     FROM stat s
     WHERE (:task IS NULL OR s.task = :task)
       AND (:names IS NULL OR s.nn IN (SELECT value FROM json_each(:names))))
-SELECT r.nn AS name, m.family, r.task, r.dataset, r.accuracy, r.epoch, m.n_params,
+SELECT r.nn AS name, m.family, r.task, r.dataset, r.metric, r.accuracy, r.epoch, m.n_params,
        r.seconds_per_epoch, m.origin, m.status
 FROM ranked r LEFT JOIN model m ON m.name = r.nn
 WHERE r.pos = 1 AND (:origin IS NULL OR m.origin = :origin)
-ORDER BY r.accuracy DESC, m.n_params IS NULL, m.n_params, r.nn
+ORDER BY r.task, """ + _SIGNED.format(t="r") + """, m.n_params IS NULL, m.n_params, r.nn
 LIMIT :top
 """
 
@@ -297,6 +327,13 @@ class EpochRecord:
     gpu_type: str | None = None
     gpu_memory_kb: float | None = None
     occupied_ram_kb: float | None = None
+    # The trial id; None derives it from prm. An import keeps the uid its source gave the trial.
+    uid: str | None = None
+
+
+def lower_is_better(metric: str | None) -> bool:
+    """Whether a smaller value of this metric is the better one (bits/dim), unlike accuracy."""
+    return metric in LOWER_IS_BETTER_METRICS
 
 
 def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:
@@ -464,6 +501,14 @@ class Catalog:
         """Store (or update) the source of a metric; idempotent."""
         self._register_code("metric", name, code)
 
+    def code_of(self, table: str, names: list[str]) -> dict[str, str]:
+        """The stored code of these transforms or metrics (`table` "transform" or "metric"), by name."""
+        if table not in ("transform", "metric"):
+            raise ValueError(f"code_of reads transform or metric, not {table!r}")
+        rows = self._rows(f"SELECT name, code FROM {table} WHERE name IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(names)),))
+        return {r["name"]: r["code"] for r in rows}
+
     def _register_code(self, table: str, name: str, code: str) -> None:
         with self._write() as w:
             w.execute(f"INSERT INTO {table} (name, code, id) VALUES (?, ?, ?) "
@@ -557,7 +602,7 @@ class Catalog:
         Recording the same epoch of the same trial again overwrites it. The model,
         transform and metric must already be in the catalog.
         """
-        uid = prm_uid(rec.prm)
+        uid = rec.uid or prm_uid(rec.prm)
         stat_id = _md5(f"{rec.nn}|{uid}|{rec.transform}|{rec.metric}|{rec.epoch}")
         with self._write() as w:
             known = w.execute("SELECT EXISTS (SELECT 1 FROM nn WHERE name = ?), "
@@ -592,16 +637,26 @@ class Catalog:
 
     def leaderboard(self, task: str | None = None, top: int | None = None,
                     origin: str | None = None, names: list[str] | None = None) -> list[dict]:
-        """One row per model with results, best accuracy first (ties: fewer parameters first).
+        """One row per model with results, best first (ties: fewer parameters first), task by task.
 
-        Keys: rank, name, family, task, dataset, accuracy (the best), epoch (of the
+        "Best" follows the metric: the highest accuracy, the lowest bits/dim (LOWER_IS_BETTER_METRICS).
+        Keys: rank, name, family, task, dataset, metric, accuracy (the best score), epoch (of the
         best), n_params, seconds_per_epoch (mean), origin, status. `names` limits the
         ranking to those models (e.g. the ones one run trained).
         """
-        rows = self._rows(_LEADERBOARD, {"task": task, "origin": origin,
+        rows = self._rows(_LEADERBOARD, {"task": task, "origin": origin, "lower": json.dumps(LOWER_IS_BETTER_METRICS),
                                          "names": None if names is None else json.dumps(list(names)),
                                          "top": -1 if top is None else top})
         return [{"rank": i, **row} for i, row in enumerate(rows, start=1)]
+
+    def trial_prms(self, uids: list[str]) -> dict[str, dict]:
+        """The hyperparameters of each trial uid, as dicts (scalars in their stored type)."""
+        prm: dict[str, dict] = {}
+        for p in self._rows("SELECT uid, name, value FROM prm "
+                            "WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                            (json.dumps(sorted(set(uids))),)):
+            prm.setdefault(p["uid"], {})[p["name"]] = p["value"]
+        return prm
 
     def lemur_rows(self, only_best_accuracy: bool = False, task: str | None = None,
                    dataset: str | None = None, metric: str | None = None,
@@ -735,6 +790,35 @@ class Catalog:
                           "ORDER BY id", {"run": run_id, "strategy": strategy, "status": status})
         return [{**r, "prm": json.loads(r["prm"]) if r["prm"] else None} for r in rows]
 
+    # --- pre-training variants -----------------------------------------------------
+
+    def record_pretrain_variant(self, **fields) -> None:
+        """Store (or update) how one fine-tuning trial was pre-trained; keyed by (nn, prm), prm the trial uid.
+
+        Fields: nn, prm, variant (scratch, fractal, stylized-fractal-<method>), dataset_hash,
+        dataset_params (dict), dataset_path, stylize, pretrain_epochs, pretrain_accuracy (on the
+        synthetic test views), pretrain_seconds, finetune_subset, finetune_epochs, accuracy (best
+        fine-tuned test accuracy), final_accuracy, seed, status, reason, run_id.
+        """
+        known = set(_schema_columns()["pretrain_variant"]) - {"id", "created", "updated"}
+        unknown = set(fields) - known
+        if unknown or not {"nn", "prm"} <= set(fields):
+            raise ValueError(f"pretrain_variant needs nn and prm; unknown field(s): {', '.join(sorted(unknown))}")
+        if isinstance(fields.get("dataset_params"), dict):
+            fields["dataset_params"] = json.dumps(fields["dataset_params"], sort_keys=True, default=str)
+        now = _utc_now()
+        columns = [*fields, "created", "updated"]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in [*fields, "updated"] if c not in ("nn", "prm"))
+        with self._write() as w:
+            w.execute(f"INSERT INTO pretrain_variant ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                      f"ON CONFLICT (nn, prm) DO UPDATE SET {updates}", (*fields.values(), now, now))
+
+    def pretrain_variants(self, nn: str | None = None, status: str | None = None) -> list[dict]:
+        """Pre-training variants in the order they were first recorded, dataset_params decoded."""
+        rows = self._rows("SELECT * FROM pretrain_variant WHERE (:nn IS NULL OR nn = :nn) "
+                          "AND (:status IS NULL OR status = :status) ORDER BY id", {"nn": nn, "status": status})
+        return [{**r, "dataset_params": json.loads(r["dataset_params"]) if r["dataset_params"] else {}} for r in rows]
+
     def get_run(self, run_id: str) -> dict | None:
         """One run's row, config decoded; None if unknown."""
         rows = self._rows("SELECT * FROM run WHERE id = ?", (run_id,))
@@ -748,9 +832,12 @@ class Catalog:
 
     def best_accuracy(self, name: str, prm: dict | None = None) -> float | None:
         """The model's best test accuracy over all its trials, or over the trial with these hyperparameters."""
+        # The best in the metric's direction: the lowest bits/dim, the highest accuracy.
         row = self.db.conn.execute(
-            "SELECT MAX(accuracy) FROM stat WHERE nn = ? AND (? IS NULL OR prm = ?)",
-            (name, None if prm is None else prm_uid(prm), None if prm is None else prm_uid(prm))).fetchone()
+            "SELECT CASE WHEN MAX(metric) IN (SELECT value FROM json_each(?)) THEN MIN(accuracy) "
+            "ELSE MAX(accuracy) END FROM stat WHERE nn = ? AND (? IS NULL OR prm = ?)",
+            (json.dumps(LOWER_IS_BETTER_METRICS), name, None if prm is None else prm_uid(prm),
+             None if prm is None else prm_uid(prm))).fetchone()
         return row[0]
 
     def lineage(self, name: str) -> list[str]:
