@@ -490,7 +490,7 @@ def search(
             llm.close()
     if board:
         _print_leaderboard(board[:20], title=f"run {run_id}: leaderboard")
-    _print_strategy_summary(summary, run_id)
+    _print_strategy_summary(summary, run_id, metric="bpd" if is_generative(cfg.task) else "acc")
     if status == "interrupted":
         err.print(f"interrupted: finished results are in {cfg.catalog}; continue with "
                   f"nas-agent search --resume {run_id} --catalog {cfg.catalog}", highlight=False)
@@ -500,10 +500,10 @@ def search(
                      if {"optuna", "hpo"} & set(cfg.search.strategies) else ""), highlight=False)
 
 
-def _print_strategy_summary(rows: list[dict], run_id: str) -> None:
+def _print_strategy_summary(rows: list[dict], run_id: str, metric: str = "acc") -> None:
     table = Table(title=f"run {run_id}: strategies")
     for column in ("strategy", "proposals", "valid", "duplicates", "rejected", "trained", "failed", "stopped",
-                   "best acc", "mean acc"):
+                   f"best {metric}", f"mean {metric}"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for r in rows:
