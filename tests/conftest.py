@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = Path(__file__).resolve().parent / "candidates"
+
+def run_nas_agent(*args, env=None, timeout=300, check=True) -> subprocess.CompletedProcess:
+    """`nas-agent ARGS` in a fresh interpreter (wide console); with `check`, a non-zero exit fails the test."""
+    result = subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True,
+                            text=True, timeout=timeout, env={**(env or os.environ), "COLUMNS": "200"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"nas-agent {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+    return result
+
 
 # A FractalNet small enough to train in seconds on a CPU, still with the full structure.
 SMALL_FRACTAL = {"N_BLOCKS": 3, "N_COLUMNS": 2, "BASE_CHANNELS": 16, "MAX_CHANNELS": 64}

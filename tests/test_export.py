@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from catalog_factory import build_catalog
+from conftest import run_nas_agent
 from nas_agent.catalog import Catalog
 from nas_agent.export import training_recipe
 from nas_agent.space import load_template
@@ -33,13 +33,6 @@ WITHOUT_NAS_AGENT = textwrap.dedent("""
 """)
 
 
-def nas_agent(*args, env=None):
-    result = subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True,
-                            text=True, timeout=600, env={**(env or os.environ), "COLUMNS": "200"})
-    assert result.returncode == 0, f"nas-agent {' '.join(map(str, args))}:\n{result.stderr}"
-    return result
-
-
 def recipe_of(path: Path) -> dict:
     """EXPORT_RECIPE of an exported file, read from its syntax tree (nothing executed)."""
     for node in ast.parse(path.read_text()).body:
@@ -50,7 +43,7 @@ def recipe_of(path: Path) -> dict:
 
 def test_exported_winners_carry_metrics_lineage_recipe_and_no_nas_agent_import(tmp_path):
     built = build_catalog(tmp_path / "catalog.sqlite", models=6, epochs=2, seed=2)
-    nas_agent("export", "--top", 3, "--out", tmp_path / "out", "--catalog", built.path)
+    run_nas_agent("export", "--top", 3, "--out", tmp_path / "out", "--catalog", built.path, timeout=600)
     with Catalog(built.path) as cat:
         top = cat.leaderboard(top=3)
         recipes = {r["name"]: training_recipe(cat, r["name"]) for r in top}
@@ -117,9 +110,9 @@ def test_exported_winner_retrains_on_its_own_exactly_as_catalogued(tmp_path, cli
                                                     "MAX_CHANNELS": 16})
     (tmp_path / "tiny.py").write_text(source)
     catalog = tmp_path / "catalog.sqlite"
-    nas_agent("train", tmp_path / "tiny.py", "--config", "quick", "--epochs", 1, "--train-subset", 400,
-              "--test-subset", 200, "--device", "cpu", "--catalog", catalog, env=cli_env)
-    nas_agent("export", "--top", 1, "--out", tmp_path / "out", "--catalog", catalog, env=cli_env)
+    run_nas_agent("train", tmp_path / "tiny.py", "--config", "quick", "--epochs", 1, "--train-subset", 400,
+                  "--test-subset", 200, "--device", "cpu", "--catalog", catalog, env=cli_env, timeout=600)
+    run_nas_agent("export", "--top", 1, "--out", tmp_path / "out", "--catalog", catalog, env=cli_env, timeout=600)
     (exported,) = (tmp_path / "out").glob("*.py")
     assert recipe_of(exported)["train_subset"] == 400 and recipe_of(exported)["epochs"] == 1
     runner = tmp_path / "without_nas_agent.py"

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from catalog_factory import build_catalog
+from conftest import run_nas_agent
 from nas_agent.catalog import Catalog
 from nas_agent.catalog.lemur_io import (MANIFEST, TRAIN_STAT_FIELDS, LemurLayoutError, export_lemur, import_lemur,
                                         lemur_nn)
 
 RECORD_KEYS = {"accuracy", "duration", "batch", "lr", "momentum", "dropout", "transform", "uid"}
-
-
-def nas_agent(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"nas-agent {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def everything(path: Path) -> tuple[dict, set]:
 
 def test_export_writes_nn_dataset_layout(built, tmp_path):
     out = tmp_path / "lemur"
-    nas_agent("lemur", "export", "--out", out, "--catalog", built.path)
+    run_nas_agent("lemur", "export", "--out", out, "--catalog", built.path)
     configs = sorted(p.name for p in (out / "stat").iterdir())
     assert configs == sorted(f"img-classification_cifar-10_acc_{lemur_nn(n)}" for n in built.trained)
     for config in configs:
@@ -75,7 +65,7 @@ def test_round_trip_preserves_every_model_and_every_epoch(built, tmp_path):
     with Catalog(built.path) as cat:
         export_lemur(cat, tmp_path / "lemur")
     copy = tmp_path / "copy.sqlite"
-    result = nas_agent("lemur", "import", tmp_path / "lemur", "--catalog", copy)
+    result = run_nas_agent("lemur", "import", tmp_path / "lemur", "--catalog", copy)
     assert f"{len(built.trained) * 3} trial record(s)" in result.stdout
     models_before, epochs_before = everything(built.path)
     models_after, epochs_after = everything(copy)

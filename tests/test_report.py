@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from catalog_factory import build_catalog
-from conftest import REPO
+from conftest import REPO, run_nas_agent
 from nas_agent.catalog import Catalog
 from nas_agent.report import collect
 
 ARTIFACTS = REPO / "runs" / "test-artifacts"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run")
-
-
-def nas_agent(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"nas-agent {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
-    return result
 
 
 def invoke(*args):
@@ -68,7 +57,7 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(built, tmp_path_factory):
     out = tmp_path_factory.mktemp("html") / "report.html"
-    result = nas_agent("report", "--catalog", built.path, "--out", out)
+    result = run_nas_agent("report", "--catalog", built.path, "--out", out)
     assert f"wrote {out}" in result.stdout
     return out
 
