@@ -10,10 +10,8 @@ from __future__ import annotations
 import random
 
 from nas_agent.generative.space import PARAMS, GenerativeSpace
-from nas_agent.search.strategy import BaseStrategy, Parent, Proposal, RoundContext
-from nas_agent.space.template import TemplateError, render_params
-
-ATTEMPTS_PER_PROPOSAL = 20
+from nas_agent.search.mutate import MutateStrategy
+from nas_agent.search.strategy import Parent
 
 
 def _levels(params: dict) -> dict | None:
@@ -41,17 +39,17 @@ def _step(values: tuple, current, rng: random.Random):
     return rng.choice(steps) if steps else None
 
 
-class GenerativeMutateStrategy(BaseStrategy):
-    """The `mutate` strategy for task img-generation."""
+class GenerativeMutateStrategy(MutateStrategy):
+    """The `mutate` strategy for task img-generation: the fractal one's proposal loop, these edits."""
 
     name = "mutate"
 
     def __init__(self, space: GenerativeSpace = GenerativeSpace(), crossover: float = 0.25):
         self.space, self.crossover = space, crossover
 
-    def mutate(self, params: dict, rng: random.Random) -> tuple[dict, str] | None:
-        """(new per-level parameters, change) one step away from `params` in one respect."""
-        p = _levels(params)
+    def mutate(self, parent: Parent, rng: random.Random) -> tuple[dict, str] | None:
+        """(new per-level parameters, change) one step away from the parent in one respect."""
+        p = _levels(parent.params)
         if p is None:
             return None
         k = len(p["LEVEL_SEQ"])
@@ -76,39 +74,16 @@ class GenerativeMutateStrategy(BaseStrategy):
             return None
         return {**p, name: p[name][:i] + (value,) + p[name][i + 1:]}, f"{name}[{i}] {current} -> {value}"
 
-    def cross(self, first: dict, second: dict, rng: random.Random, other: str) -> tuple[dict, str] | None:
+    def cross(self, first: Parent, second: Parent, rng: random.Random) -> tuple[dict, str] | None:
         """Each level's width, depth and order from one of two parents with the same level structure."""
-        a, b = _levels(first), _levels(second)
+        a, b = _levels(first.params), _levels(second.params)
         if a is None or b is None or a["LEVEL_SEQ"] != b["LEVEL_SEQ"] or a == b:
             return None
         taken = [i for i in range(len(a["LEVEL_SEQ"])) if rng.random() < 0.5]
         child = {n: tuple((b if i in taken else a)[n][i] for i in range(len(a[n]))) for n in PARAMS}
         if child in (a, b):
             return None
-        return child, f"crossover with {other}: levels {taken} from it"
+        return child, f"crossover with {second.name}: levels {taken} from it"
 
-    def propose(self, context: RoundContext, k: int) -> list[Proposal]:
-        rng, parents = context.rng, context.parents
-        proposals, seen = [], set()
-        for _ in range(k * ATTEMPTS_PER_PROPOSAL):
-            if len(proposals) >= k:
-                break
-            parent: Parent = rng.choice(parents)
-            edit = None
-            if len(parents) > 1 and rng.random() < self.crossover:
-                mate = rng.choice([p for p in parents if p is not parent])
-                edit = self.cross(parent.params, mate.params, rng, mate.name)
-            edit = edit or self.mutate(parent.params, rng)
-            if edit is None:
-                continue
-            params, change = edit
-            key = repr(sorted(params.items()))
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                source = render_params(parent.source, params)
-            except TemplateError:
-                continue
-            proposals.append(Proposal(self.name, parent.name, change, source))
-        return proposals
+    def region_values(self, params: dict) -> dict:
+        return params  # mutate and cross return the per-level parameters only

@@ -79,7 +79,12 @@ class MutateStrategy(BaseStrategy):
         params = {**a, **{n: b[n] for n in taken}}
         return params, f"crossover with {second.name}: {', '.join(f'{n}={_short(params[n])}' for n in taken)}"
 
+    def region_values(self, params: dict) -> dict:
+        """The edit's values that belong in the template's parameter region (the space's dimensions)."""
+        return {n: v for n, v in params.items() if n in self.choices}
+
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
+        """Up to `k` distinct edits (crossover with probability `crossover`, else a mutation) of the round's parents."""
         rng, parents = context.rng, context.parents
         proposals, seen = [], set()
         for _ in range(k * ATTEMPTS_PER_PROPOSAL):
@@ -98,7 +103,7 @@ class MutateStrategy(BaseStrategy):
                 continue
             seen.add(key)
             try:
-                source = render_params(parent.source, {n: v for n, v in params.items() if n in self.choices})
+                source = render_params(parent.source, self.region_values(params))
             except TemplateError:
                 continue
             proposals.append(Proposal(self.name, parent.name, change, source))
