@@ -36,7 +36,7 @@ class TrainConfig:
     crop_padding: int = 4               # 0 disables random crop
     flip: bool = True
     grad_clip: float = 0.0              # 0 disables clipping
-    amp: str = "auto"                   # auto (bf16 on CUDA) | off
+    amp: str = "auto"                   # auto (bf16 on CUDA and on CPUs with native bf16) | off
     channels_last: str = "auto"         # auto (on CUDA) | on | off
     checkpoint_blocks: bool = False     # activation checkpointing of fractal blocks
     loop: str = "fast"                  # fast: the trainer drives forward | contract: Net.train_setup/learn

@@ -9,7 +9,7 @@ import torch
 
 from nas_agent.config import TrainConfig
 from nas_agent.data import load_cache
-from nas_agent.train.loop import NonFiniteLoss, load_checkpoint, train_model
+from nas_agent.train.loop import NonFiniteLoss, _autocast, cpu_has_native_bf16, load_checkpoint, train_model
 
 from conftest import CANDIDATES, SMALL_FRACTAL
 
@@ -73,3 +73,16 @@ def test_nan_loss_raises(cifar_cache):
     with pytest.raises(NonFiniteLoss, match="nan"):
         train_model(module.Net((1, 3, 32, 32), (10,), {}, "cpu"), data, TrainConfig(epochs=1, batch_size=50),
                     torch.device("cpu"))
+
+
+def test_cpu_autocast_follows_the_hardware_and_the_amp_switch():
+    """amp=auto computes convs in bf16 on a CPU with native bf16 (and only there); amp=off stays fp32."""
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 8, 8)
+    cpu = torch.device("cpu")
+    with _autocast(cpu, TrainConfig(amp="auto")):
+        auto = conv(x).dtype
+    with _autocast(cpu, TrainConfig(amp="off")):
+        off = conv(x).dtype
+    assert auto == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert off == torch.float32

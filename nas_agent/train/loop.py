@@ -7,6 +7,7 @@ epoch so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -84,10 +85,28 @@ def _scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 convs pay off.
+
+    oneDNN also runs bf16 on plain AVX-512 by emulation, which is slower than fp32, so the
+    instruction flags decide, not torch's `_is_mkldnn_bf16_supported`.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
+    # bf16 on CUDA, and on CPUs with native bf16: benchmarks/train_throughput.py measured 1.4-1.6x
+    # images/s on an AVX512-BF16 EPYC for a FractalNet step, at no accuracy cost after 2 epochs.
     if cfg.amp == "auto" and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
+    if cfg.amp == "auto" and device.type == "cpu" and cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
 
