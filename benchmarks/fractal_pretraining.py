@@ -173,7 +173,8 @@ def main() -> None:
         speed.add_column(column, justify="left" if column in ("stage", "note") else "right")
     speed.add_row("render", str(render_stats["images"]), f"{render_stats['seconds']:.1f}",
                   f"{render_stats['images_per_second']:.1f}",
-                  f"{render_stats['rejected_flat']} flat + {render_stats['rejected_noise']} noise-like rejected, "
+                  f"{render_stats['rejected_flat']} flat + {render_stats['rejected_noise']} noise-like + "
+                  f"{render_stats.get('rejected_simple', 0)} too simple rejected, "
                   f"{render_stats['networks_tried']} networks tried")
     for method in ("fast", "gram"):
         st = timings[method]

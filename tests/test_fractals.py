@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from nas_agent.fractals.dataset import load_tensors, read_dataset, split_views, write_dataset
 from nas_agent.fractals.kid import domain_gap
 from nas_agent.fractals.render import (_PROBES, Networks, RenderSettings, boundary_complexity, degeneracy,
-                                      draw_network, draw_view, render_dataset, render_views, too_simple)
+                                      draw_network, draw_view, find_anchors, render_dataset, render_views,
+                                      too_simple)
 from nas_agent.fractals.stylize import StylizeSettings, stylize
 
 TINY = dict(classes=3, per_class=6, size=16, steps=16)
@@ -35,10 +36,12 @@ def test_render_is_deterministic_per_seed_and_keeps_only_structured_images():
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(x1, x3)
     assert y1.tolist() == [k for k in range(3) for _ in range(6)]
-    # The filter ran and threw renders away (probe views of rejected networks aside).
+    # At 32 pixels the filter runs in full and throws renders away (probe views of rejected networks aside).
+    _, _, stats = render_dataset(RenderSettings(**{**TINY, "size": 32}, seed=3), "cpu", batch=32)
     assert stats.rejected_flat + stats.rejected_noise + stats.rejected_simple > 0
     assert stats.rendered == (stats.images + stats.rejected_flat + stats.rejected_noise + stats.rejected_simple
-                              + _PROBES * stats.networks_tried)
+                              + _PROBES * stats.networks_probed)
+    assert stats.networks_tried >= stats.networks_probed >= 3
 
 
 def test_degeneracy_criterion_flags_flat_and_noise_but_not_shapes():
@@ -80,15 +83,18 @@ def test_too_simple_rejects_half_planes_and_disks_but_not_rendered_structure():
     # (not flat, not noise, not simple) has a many-scale boundary.
     settings = RenderSettings(seed=1)
     nets = [draw_network(settings, k) for k in range(4)]
+    anchors = find_anchors(Networks.stack(nets), settings, torch.device("cpu"))
     pairs = [(k, j) for k in range(4) for j in range(12)]
     _, coverage = render_views(Networks.stack([nets[k] for k, _ in pairs]),
-                               [draw_view(settings, nets[k], k, j) for k, j in pairs], settings, torch.device("cpu"))
+                               [draw_view(settings, nets[k], k, j, anchors[k]) for k, j in pairs], settings,
+                               torch.device("cpu"))
     flat, noise = degeneracy(coverage, settings)
     simple = too_simple(coverage, settings)
     kept = ~flat & ~noise & ~simple
     assert (simple & ~flat & ~noise).sum() >= 5 and kept.sum() >= 10
     length, dimension = boundary_complexity(coverage[kept])
-    assert (dimension >= settings.min_dimension).all() and length.median() > 3
+    # ... and a boundary longer than any straight edge across the image (1-1.2 image sides).
+    assert (dimension >= settings.min_dimension).all() and length.median() > 2
 
 
 @pytest.fixture(scope="module")

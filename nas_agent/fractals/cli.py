@@ -57,7 +57,10 @@ def render(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     layers: int = typer.Option(6, "--layers", min=1, help="Hidden layers of the complex MLP g."),
     width: int = typer.Option(3, "--width", min=1, help="Complex neurons per hidden layer."),
-    steps: int = typer.Option(12, "--steps", min=1, help="Iterations T of z -> g(z) + c."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Iterations T of z -> g(z) + c."),
+    gain: float = typer.Option(0.7, "--gain", min=0.01, help="Scale of g's random weights (times 1/sqrt(fan-in))."),
+    skip: float = typer.Option(1.0, "--skip", min=0.0,
+                               help="g(z) = (MLP(z) + skip*z)^3; 0 is the paper's g (see the README)."),
     samples: int = typer.Option(2, "--samples", min=1, help="Sub-pixel samples per side (anti-aliasing)."),
     test_per_class: Optional[int] = typer.Option(None, "--test-per-class", min=1,
                                                  help="Views per class held out for testing (default: a tenth)."),
@@ -70,7 +73,7 @@ def render(
 
     try:
         settings = RenderSettings(classes=classes, per_class=per_class, size=size, layers=layers, width=width,
-                                  steps=steps, samples=samples, seed=seed)
+                                  steps=steps, samples=samples, gain=gain, skip=skip, seed=seed)
     except ValueError as exc:
         fail(str(exc))
     dev = _device(device)

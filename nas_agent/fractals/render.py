@@ -3,10 +3,19 @@
 For each pixel's complex coordinate c, iterate z_{n+1} = g(z_n) + c from z_0 = 0, where g: C -> C is
 a randomly initialised complex MLP (the paper's default: 6 hidden layers of 3 complex neurons, tanh,
 the output raised to the third power). A point belongs to the fractal when |z_T| <= tau, with tau set
-per image (a quantile of |z_T| over the image) so no render is empty or full; a pixel's value is the
-share of its sub-pixel samples that belong. The class of an image is the network that drew it; the
-views of a class differ in zoom, shift, rotation, colour map and a small jitter of the network's
-weights. Whole batches render at once as tensors (no per-pixel Python), on a CPU or a GPU.
+per image (a quantile of |z_T| over the image, capped at the escape radius) so no render is empty or
+full; a pixel's value is the share of its sub-pixel samples that belong. The class of an image is the
+network that drew it; the views of a class differ in zoom, shift, rotation, colour map and a small
+jitter of the network's weights. Whole batches render at once as tensors (no per-pixel Python), on a
+CPU or a GPU.
+
+One change to the paper's g, measured (README, "Neural fractals"): g(z) = (MLP(z) + skip * z)^3. With
+skip = 0 (the paper's g), tanh saturates or meets its poles, nothing escapes for good, and at 32
+pixels the set is either a smooth level set of |z_T| (disks, half-planes) or chaotic speckle at every
+zoom. The linear term makes g grow like z^3 far out, so orbits escape as in a Multibrot set and the
+boundary between escaping and bounded points is a fractal curve; the MLP (kept in its smooth range by
+`gain`) bends it differently for every network. Views are centred on that boundary: each network is
+probed once over the base window, and views zoom in around points where bounded meets escaping.
 """
 
 from __future__ import annotations
@@ -36,12 +45,13 @@ class RenderSettings:
     layers: int = 6                    # hidden layers of g
     width: int = 3                     # complex neurons per hidden layer
     power: int = 3                     # g's output is raised to this power
-    steps: int = 12                    # iterations T (24 drew the same share of structured views, 1.7x slower)
+    steps: int = 20                    # iterations T
     samples: int = 2                   # sub-pixel samples per side (samples**2 per pixel)
-    gain: float = 2.0                  # scale of the random weights (times 1/sqrt(fan-in))
+    gain: float = 0.7                  # scale of the random weights (times 1/sqrt(fan-in))
+    skip: float = 1.0                  # g(z) = (MLP(z) + skip * z)^power; 0 is the paper's g exactly
     jitter: float = 0.05               # per-view weight noise, relative to the weights' scale
     span: float = 2.0                  # half-width of the base window in the c-plane
-    zoom: tuple[float, float] = (0.35, 1.0)      # views zoom into the base window by this factor
+    zoom: tuple[float, float] = (0.1, 0.6)       # views zoom into the base window by this factor
     coverage: tuple[float, float] = (0.25, 0.6)  # share of samples inside (sets tau per image)
     min_std: float = 0.08              # flatter than this (std of coverage) is degenerate
     min_autocorr: float = 0.70         # rougher than this (neighbour correlation) is noise-like
@@ -56,6 +66,8 @@ class RenderSettings:
             problems.append(f"size must be in 8..512, got {self.size}")
         if self.layers < 1 or self.width < 1 or self.power < 1:
             problems.append("layers, width and power must be at least 1")
+        if self.skip < 0 or self.gain <= 0:
+            problems.append("skip must be >= 0 and gain > 0")
         if self.steps < 1 or self.samples < 1:
             problems.append("steps and samples must be at least 1")
         if not (0 < self.coverage[0] < self.coverage[1] < 1):
@@ -77,6 +89,7 @@ class RenderStats:
     rejected_noise: int = 0
     rejected_simple: int = 0           # a straight edge, a disk or another smooth curve (boundary dimension)
     networks_tried: int = 0            # generator networks drawn to find `classes` usable ones
+    networks_probed: int = 0           # of those, the ones whose set has a boundary: probe views drawn
     seconds: float = 0.0
     device: str = "cpu"
 
@@ -104,8 +117,9 @@ class Networks:
         return Networks([torch.cat(ws) for ws in zip(*(n.weights for n in items))],
                         [torch.cat(bs) for bs in zip(*(n.biases for n in items))])
 
-    def __call__(self, zr: torch.Tensor, zi: torch.Tensor, power: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """g(z) for z = zr + i zi of shape (B, P): tanh hidden layers, a linear output, raised to `power`.
+    def __call__(self, zr: torch.Tensor, zi: torch.Tensor, power: int,
+                 skip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """g(z) = (MLP(z) + skip z)^power for z = zr + i zi of shape (B, P): tanh hidden layers, a linear output.
 
         Real and imaginary parts are kept apart: on a CPU this runs about 3x faster than torch's
         complex tanh and batched matmul over layers this narrow (measured, width 3).
@@ -122,7 +136,7 @@ class Networks:
                 outr = outr + xr * wr[:, :, k] - xi * wi[:, :, k]
                 outi = outi + xr * wi[:, :, k] + xi * wr[:, :, k]
             hr, hi = _tanh(outr, outi) if layer < last else (outr, outi)
-        yr, yi = hr[:, 0], hi[:, 0]
+        yr, yi = hr[:, 0] + skip * zr, hi[:, 0] + skip * zi
         pr, pi = yr, yi
         for _ in range(power - 1):
             pr, pi = pr * yr - pi * yi, pr * yi + pi * yr
@@ -173,40 +187,51 @@ class View:
     noise: list[torch.Tensor]           # per-layer complex weight noise
 
 
-def draw_view(settings: RenderSettings, network: Networks, cls: int, index: int) -> View:
-    """View number `index` of class `cls`."""
+def draw_view(settings: RenderSettings, network: Networks, cls: int, index: int,
+              anchors: torch.Tensor | None = None) -> View:
+    """View number `index` of class `cls`, centred near one of the network's `anchors` when it has any."""
     g = _seeded(settings.seed, "view", cls, index)
-    u = torch.rand(7, generator=g).tolist()
+    u = torch.rand(8, generator=g).tolist()
     zoom_lo, zoom_hi = settings.zoom
     scale = settings.span * math.exp(math.log(zoom_lo) + u[0] * (math.log(zoom_hi) - math.log(zoom_lo)))
-    # Shift the centre by up to what keeps the window inside the base one.
-    room = max(settings.span - scale, 0.0)
-    center = complex((2 * u[1] - 1) * room, (2 * u[2] - 1) * room)
+    if anchors is not None and len(anchors):
+        # Near a point of the set's boundary, off it by up to a quarter of the window.
+        anchor = complex(anchors[min(int(u[6] * len(anchors)), len(anchors) - 1)])
+        center = anchor + complex(u[1] - 0.5, u[2] - 0.5) * 0.5 * scale
+    else:
+        # Anywhere that keeps the window inside the base one.
+        room = max(settings.span - scale, 0.0)
+        center = complex((2 * u[1] - 1) * room, (2 * u[2] - 1) * room)
     cov_lo, cov_hi = settings.coverage
     palette = torch.rand((_PALETTE_STOPS, 3), generator=g)
     noise = [_complex_normal(w.shape, g) * settings.jitter * w.abs().mean() for w in network.weights]
     return View(center, scale, 2 * math.pi * u[3], cov_lo + u[4] * (cov_hi - cov_lo), palette, u[5] < 0.5, noise)
 
 
+def _unit_grid(n: int, device) -> torch.Tensor:
+    """The centres of an n x n grid over the square -1..1 (x right, y up), as complex numbers (1, n*n)."""
+    ticks = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n * 2 - 1
+    return torch.complex(ticks.view(1, n).expand(n, n), -ticks.view(n, 1).expand(n, n)).reshape(1, -1)
+
+
 def _grid(views: list[View], settings: RenderSettings, device) -> torch.Tensor:
     """Complex coordinates c of every sub-pixel sample, (B, (size*samples)**2)."""
-    n = settings.size * settings.samples
-    ticks = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n * 2 - 1   # sample centres in -1..1
-    unit = torch.complex(ticks.view(1, n).expand(n, n), -ticks.view(n, 1).expand(n, n)).reshape(1, -1)
+    unit = _unit_grid(settings.size * settings.samples, device)
     center = torch.tensor([v.center for v in views], dtype=torch.complex64, device=device).unsqueeze(1)
     rot = torch.tensor([v.scale * complex(math.cos(v.angle), math.sin(v.angle)) for v in views],
                        dtype=torch.complex64, device=device).unsqueeze(1)
     return center + rot * unit
 
 
-def iterate(networks: Networks, c: torch.Tensor, steps: int, power: int) -> tuple[torch.Tensor, torch.Tensor]:
+def iterate(networks: Networks, c: torch.Tensor, steps: int, power: int,
+            skip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """|z_T| and the orbit's mean log-magnitude for z_{n+1} = g(z_n) + c, z_0 = 0; escaped points give inf."""
     cr, ci = c.real.contiguous(), c.imag.contiguous()
     zr, zi = torch.zeros_like(cr), torch.zeros_like(ci)
     alive = torch.ones(cr.shape, dtype=torch.bool, device=c.device)
     orbit = torch.zeros_like(cr)
     for _ in range(steps):
-        gr, gi = networks(zr, zi, power)
+        gr, gi = networks(zr, zi, power, skip)
         nr, ni = gr + cr, gi + ci
         mag = torch.sqrt(nr * nr + ni * ni)
         alive = alive & torch.isfinite(mag) & (mag <= _ESCAPE)
@@ -215,6 +240,29 @@ def iterate(networks: Networks, c: torch.Tensor, steps: int, power: int) -> tupl
         orbit += torch.where(alive, mag, torch.full_like(mag, _ESCAPE)).log1p()
     final = torch.where(alive, torch.sqrt(zr * zr + zi * zi), torch.full_like(orbit, math.inf))
     return final, orbit / steps
+
+
+_PROBE_SIDE = 64   # probe grid per side over the base window, where anchors are looked for
+
+
+def find_anchors(networks: Networks, settings: RenderSettings, device) -> list[torch.Tensor]:
+    """Per network of the batch, the c-plane points (complex, on the CPU) where the set's boundary runs.
+
+    One coarse pass over the base window: a probe pixel is an anchor when it stays bounded for T
+    steps and a neighbour escapes, or the other way round, so a view centred there is never all
+    inside or all outside. A network whose probe has no such pixel gets an empty tensor.
+    """
+    n = _PROBE_SIDE
+    unit = _unit_grid(n, device)
+    count = networks.weights[0].shape[0]
+    c = (settings.span * unit).expand(count, -1)
+    final, _ = iterate(networks.to(device), c, settings.steps, settings.power, settings.skip)
+    bounded = torch.isfinite(final).view(count, n, n)
+    edge = torch.zeros_like(bounded)
+    edge[:, :, :-1] |= bounded[:, :, 1:] != bounded[:, :, :-1]
+    edge[:, :-1, :] |= bounded[:, 1:, :] != bounded[:, :-1, :]
+    points = c.view(count, n, n).cpu()
+    return [points[k][edge[k].cpu()] for k in range(count)]
 
 
 def _rank01(x: torch.Tensor) -> torch.Tensor:
@@ -240,11 +288,12 @@ def render_views(networks: Networks, views: list[View], settings: RenderSettings
     jittered = Networks([w + torch.cat([v.noise[i] for v in views]) for i, w in enumerate(networks.weights)],
                         networks.biases).to(device)
     c = _grid(views, settings, device)
-    final, orbit = iterate(jittered, c, settings.steps, settings.power)
-    # tau per image: the quantile that puts the view's share of samples inside (never empty or full).
+    final, orbit = iterate(jittered, c, settings.steps, settings.power, settings.skip)
+    # tau per image: the quantile that puts the view's share of samples inside (never empty or full),
+    # capped at the escape radius: an escaped point is never inside.
     q = torch.tensor([v.coverage for v in views], device=device).unsqueeze(1)
     finite = torch.where(torch.isfinite(final), final, torch.full_like(final, torch.finfo(torch.float32).max))
-    tau = _row_quantile(finite, q)
+    tau = _row_quantile(finite, q).clamp(max=_ESCAPE)
     inside = (final <= tau).float()
     n, s = settings.size, settings.samples
     coverage = F.avg_pool2d(inside.view(-1, 1, n * s, n * s), s).view(-1, n, n)   # anti-aliased coverage
@@ -347,7 +396,7 @@ def render_dataset(settings: RenderSettings, device: str | torch.device = "cpu",
     stats = RenderStats(device=str(device))
     started = time.perf_counter()
     total = settings.classes * settings.per_class
-    networks = _choose_networks(settings, device, stats, batch)
+    networks, anchors = _choose_networks(settings, device, stats, batch)
     images: list[list[torch.Tensor]] = [[] for _ in range(settings.classes)]
     next_view = [0] * settings.classes
     max_views = 20 * settings.per_class
@@ -359,7 +408,7 @@ def render_dataset(settings: RenderSettings, device: str | torch.device = "cpu",
         for start in range(0, len(wanted), batch):
             chunk = wanted[start:start + batch]
             nets = Networks.stack([networks[k] for k, _ in chunk])
-            views = [draw_view(settings, networks[k], k, j) for k, j in chunk]
+            views = [draw_view(settings, networks[k], k, j, anchors[k]) for k, j in chunk]
             rgb, coverage = render_views(nets, views, settings, device)
             flat, noise, simple = _rejections(coverage, settings)
             stats.rendered += len(chunk)
@@ -384,9 +433,15 @@ def render_dataset(settings: RenderSettings, device: str | torch.device = "cpu",
 _PROBES = 8   # probe views per candidate network; kept when at least half pass the filter
 
 
-def _choose_networks(settings: RenderSettings, device, stats: RenderStats, batch: int) -> list[Networks]:
-    """The first `classes` networks of the seed's sequence whose probe views are mostly usable."""
+def _choose_networks(settings: RenderSettings, device, stats: RenderStats,
+                     batch: int) -> tuple[list[Networks], list[torch.Tensor]]:
+    """The first `classes` networks of the seed's sequence whose probe views are mostly usable, and their anchors.
+
+    With skip > 0 a network whose set has no boundary in the base window (all points escape, or
+    none) is passed over before any view is drawn.
+    """
     chosen: list[Networks] = []
+    chosen_anchors: list[torch.Tensor] = []
     index = 0
     per_batch = max(1, batch // _PROBES)
     while len(chosen) < settings.classes:
@@ -395,17 +450,24 @@ def _choose_networks(settings: RenderSettings, device, stats: RenderStats, batch
                              "change --layers, --width or --seed")
         # Draw about twice the networks still missing (about half pass), never more than a batch.
         count = min(per_batch, max(2, 2 * (settings.classes - len(chosen))))
-        candidates = [draw_network(settings, i) for i in range(index, index + count)]
-        nets = Networks.stack([n for n in candidates for _ in range(_PROBES)])
+        drawn = [draw_network(settings, i) for i in range(index, index + count)]
+        stats.networks_tried += count
+        found = find_anchors(Networks.stack(drawn), settings, device)
+        keep = [i for i in range(count) if len(found[i]) or settings.skip == 0]
+        index += count
+        if not keep:
+            continue
+        candidates = [(index - count + i, drawn[i], found[i]) for i in keep]
+        nets = Networks.stack([n for _, n, _ in candidates for _ in range(_PROBES)])
         # Probe views have their own stream (negative class ids), so they never repeat a dataset view.
-        views = [draw_view(settings, n, -1 - (index + i), p) for i, n in enumerate(candidates) for p in range(_PROBES)]
+        views = [draw_view(settings, n, -1 - i, p, a) for i, n, a in candidates for p in range(_PROBES)]
         _, coverage = render_views(nets, views, settings, device)
         flat, noise, simple = _rejections(coverage, settings)
         bad = (flat | noise | simple).view(len(candidates), _PROBES).float().mean(1)
-        for net, share in zip(candidates, bad.tolist()):
+        for (_, net, found_anchors), share in zip(candidates, bad.tolist()):
             if share <= 0.5 and len(chosen) < settings.classes:
                 chosen.append(net)
-        stats.networks_tried += len(candidates)
+                chosen_anchors.append(found_anchors)
         stats.rendered += len(views)
-        index += count
-    return chosen
+        stats.networks_probed += len(candidates)
+    return chosen, chosen_anchors
