@@ -10,7 +10,6 @@ normalisation and no crop; only horizontal flips (cfg.flip), which keep the dist
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,8 +18,7 @@ import torch.nn as nn
 
 from nas_agent.config import TrainConfig
 from nas_agent.generative.task import bits_per_dim
-from nas_agent.train.loop import (EpochMetrics, NonFiniteLoss, _autocast, _optimizer, _peak_rss_kb,
-                                  _scheduler, resume_from_checkpoint, save_checkpoint)
+from nas_agent.train.loop import EpochMetrics, _autocast, _optimizer, _scheduler, run_epochs
 
 
 def _dims(x: torch.Tensor) -> int:
@@ -91,39 +89,16 @@ def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.dev
         optimizer = _optimizer(model, cfg, device)
         scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
 
-    state = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, on_epoch)
-
-    results = [EpochMetrics(**row) for row in state.history]
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(cfg.seed * 1000 + epoch)
-        started = time.perf_counter()
+    def train_one(generator: torch.Generator) -> tuple[float | None, None]:
         batches = _batches(train_x, train_y, cfg, generator)
         if cfg.loop == "contract":
             model.learn(batches)
-            train_loss = None
-        else:
-            train_loss = _train_epoch(model, batches, optimizer, scheduler, cfg, device)
-            if not math.isfinite(train_loss):
-                raise NonFiniteLoss(f"training loss is {train_loss} in epoch {epoch}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - started
+            return None, None
+        return _train_epoch(model, batches, optimizer, scheduler, cfg, device), None
+
+    def test() -> tuple[float, float]:
         nll = evaluate_nll(model, test_x, cfg, device)
-        if not math.isfinite(nll):
-            raise NonFiniteLoss(f"test negative log-likelihood is {nll} after epoch {epoch}")
-        bpd = bits_per_dim(nll, len(test_x), dims)
-        metrics = EpochMetrics(
-            epoch=epoch, test_accuracy=bpd, test_loss=nll / (max(len(test_x), 1) * dims),
-            train_loss=train_loss, train_accuracy=None, seconds=time.perf_counter() - started,
-            samples_per_second=len(train_x) / max(train_seconds, 1e-9),
-            peak_gpu_memory_kb=(torch.cuda.max_memory_allocated(device) / 1024 if device.type == "cuda" else None),
-            peak_rss_kb=_peak_rss_kb())
-        results.append(metrics)
-        state.epoch, state.history = epoch, [m.as_dict() for m in results]
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, state, fingerprint)
-        on_epoch(metrics, False)
-    return results
+        return bits_per_dim(nll, len(test_x), dims), nll / (max(len(test_x), 1) * dims)
+
+    return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one, test,
+                      checkpoint=checkpoint, fingerprint=fingerprint, on_epoch=on_epoch)

@@ -243,35 +243,51 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
         scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    state = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, on_epoch)
+    def train_one(generator: torch.Generator) -> tuple[float | None, float | None]:
+        batches = _batches(train_x, train_y, cfg, generator, channels_last)
+        if cfg.loop == "contract":
+            model.learn(batches)
+            return None, None
+        return _train_epoch(runner, batches, optimizer, scheduler, criterion, cfg, device)
 
+    return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one,
+                      lambda: evaluate(runner, test_x, test_y, cfg, device),
+                      checkpoint=checkpoint, fingerprint=fingerprint, on_epoch=on_epoch)
+
+
+def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device: torch.device, train_size: int,
+               train_one: Callable[[torch.Generator], tuple[float | None, float | None]],
+               test: Callable[[], tuple[float, float]], *, checkpoint: Path | None, fingerprint: str,
+               on_epoch: Callable[[EpochMetrics, bool], None]) -> list[EpochMetrics]:
+    """The epoch skeleton every trainer shares: resume, then per epoch train, time, test, checkpoint, report.
+
+    `train_one(generator)` runs one epoch's steps drawing every shuffle and augmentation from
+    `generator` (seeded per epoch, so a resumed run draws the same batches) and returns
+    (train loss, train accuracy), either None where not measured. `test()` returns the task's
+    (score, loss) on the test images. A non-finite loss ends the run with NonFiniteLoss.
+    """
+    state = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, on_epoch)
     results = [EpochMetrics(**row) for row in state.history]
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        # Seeded per epoch, so a resumed run draws the same shuffles and augmentations.
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed * 1000 + epoch)
         started = time.perf_counter()
-        batches = _batches(train_x, train_y, cfg, generator, channels_last)
-        if cfg.loop == "contract":
-            model.learn(batches)
-            train_loss = train_accuracy = None
-        else:
-            train_loss, train_accuracy = _train_epoch(runner, batches, optimizer, scheduler, criterion, cfg, device)
-            if not math.isfinite(train_loss):
-                raise NonFiniteLoss(f"training loss is {train_loss} in epoch {epoch}")
+        train_loss, train_accuracy = train_one(generator)
+        if train_loss is not None and not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"training loss is {train_loss} in epoch {epoch}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
-        test_accuracy, test_loss = evaluate(runner, test_x, test_y, cfg, device)
-        if not math.isfinite(test_loss):
+        test_score, test_loss = test()
+        if not (math.isfinite(test_loss) and math.isfinite(test_score)):
             raise NonFiniteLoss(f"test loss is {test_loss} after epoch {epoch}")
         metrics = EpochMetrics(
-            epoch=epoch, test_accuracy=test_accuracy, test_loss=test_loss,
+            epoch=epoch, test_accuracy=test_score, test_loss=test_loss,
             train_loss=train_loss, train_accuracy=train_accuracy,
             seconds=time.perf_counter() - started,
-            samples_per_second=len(train_x) / max(train_seconds, 1e-9),
+            samples_per_second=train_size / max(train_seconds, 1e-9),
             peak_gpu_memory_kb=(torch.cuda.max_memory_allocated(device) / 1024 if device.type == "cuda" else None),
             peak_rss_kb=_peak_rss_kb(),
         )
