@@ -72,8 +72,11 @@ def small_candidate(tmp_path_factory) -> Path:
 def catalog_snapshot(catalog: Path):
     """(stat rows, model statuses, run ids) read straight from the catalog file."""
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(catalog) as db:
+    # closing(): sqlite3's own context manager commits but leaves the connection open, and a
+    # connection left open here sees a stale WAL index once the search process resets the WAL.
+    with closing(sqlite3.connect(catalog)) as db:
         stats = db.execute("SELECT nn, epoch, id, accuracy FROM stat ORDER BY nn, epoch").fetchall()
         status = dict(db.execute("SELECT name, status FROM model").fetchall())
         runs = [row[0] for row in db.execute("SELECT id FROM run ORDER BY started, id")]

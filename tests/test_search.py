@@ -175,7 +175,8 @@ def test_a_search_killed_mid_round_resumes_without_losing_or_repeating_work(tmp_
 
 @pytest.mark.slow
 def test_ctrl_c_requeues_the_candidate_in_training_and_says_how_to_resume(tmp_path, cli_env):
-    config = write_config(tmp_path, budget=3, epochs=2, strategies="{ mutate = 1.0 }")
+    # Four candidates of three epochs: the interrupt lands while training goes on, however fast epochs are.
+    config = write_config(tmp_path, budget=4, epochs=3, strategies="{ mutate = 1.0 }")
     catalog = tmp_path / "catalog.sqlite"
     proc = subprocess.Popen(search_command(config, catalog), env=cli_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
@@ -192,7 +193,7 @@ def test_ctrl_c_requeues_the_candidate_in_training_and_says_how_to_resume(tmp_pa
     resumed = run_search(config, catalog, cli_env, "--resume", runs[0])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     with Catalog(catalog) as cat:
-        assert {m["status"] for m in cat.models()} == {"done"} and len(cat.models()) == 3
+        assert {m["status"] for m in cat.models()} == {"done"} and len(cat.models()) == 4
 
 
 @pytest.mark.slow

@@ -80,17 +80,21 @@ def _train_task(job: TrainJob, workdir: str, key: str, flags):
 
     trainer = threading.Thread(target=train, name=f"train {job.name}", daemon=True)
     trainer.start()
+    checked = time.monotonic()
     try:
         while True:
+            # Look at the flag every _POLL_SECONDS whether or not events keep coming: a child whose
+            # epochs take less than that would otherwise never let the flag be read.
+            if not cancel.is_set() and time.monotonic() - checked >= _POLL_SECONDS:
+                checked = time.monotonic()
+                try:
+                    if ray.get(flags.is_raised.remote(key), timeout=5):
+                        cancel.set()
+                except ray.exceptions.RayError:
+                    pass  # flags unreachable: the driver force-cancels after its grace period
             try:
                 kind, payload = inbox.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                if not cancel.is_set():
-                    try:
-                        if ray.get(flags.is_raised.remote(key), timeout=5):
-                            cancel.set()
-                    except ray.exceptions.RayError:
-                        pass  # flags unreachable: the driver force-cancels after its grace period
                 continue
             if kind == "error":
                 raise payload
