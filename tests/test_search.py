@@ -25,7 +25,7 @@ batch_size = 100
 lr = 0.05
 
 [data]
-train_subset = 600
+train_subset = {train_subset}
 test_subset = 200
 
 [limits]
@@ -63,10 +63,11 @@ REPLAY = [
 
 
 def write_config(folder: Path, *, budget: int, epochs: int = 1,
-                 strategies: str = "{ llm = 1.0, mutate = 1.0, optuna = 1.0 }", reference: bool = False) -> Path:
+                 strategies: str = "{ llm = 1.0, mutate = 1.0, optuna = 1.0 }", reference: bool = False,
+                 train_subset: int = 600) -> Path:
     """A search config; the reference network (a narrow ResNet-9) only when asked for, to keep tests short."""
     path = folder / "search.toml"
-    path.write_text(SEARCH_TOML.format(budget=budget, epochs=epochs, strategies=strategies,
+    path.write_text(SEARCH_TOML.format(budget=budget, epochs=epochs, strategies=strategies, train_subset=train_subset,
                                        reference="params = {BASE_CHANNELS = 8}" if reference else 'template = ""'))
     return path
 
@@ -175,8 +176,9 @@ def test_a_search_killed_mid_round_resumes_without_losing_or_repeating_work(tmp_
 
 @pytest.mark.slow
 def test_ctrl_c_requeues_the_candidate_in_training_and_says_how_to_resume(tmp_path, cli_env):
-    # Four candidates of three epochs: the interrupt lands while training goes on, however fast epochs are.
-    config = write_config(tmp_path, budget=4, epochs=3, strategies="{ mutate = 1.0 }")
+    # Epochs of 2,000 images, three per candidate: the interrupt must land while a candidate is mid-training,
+    # and a window of a few seconds leaves room for a slow poll on a loaded machine.
+    config = write_config(tmp_path, budget=4, epochs=3, strategies="{ mutate = 1.0 }", train_subset=2000)
     catalog = tmp_path / "catalog.sqlite"
     proc = subprocess.Popen(search_command(config, catalog), env=cli_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
