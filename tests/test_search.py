@@ -180,8 +180,11 @@ def test_ctrl_c_requeues_the_candidate_in_training_and_says_how_to_resume(tmp_pa
     # and a window of a few seconds leaves room for a slow poll on a loaded machine.
     config = write_config(tmp_path, budget=4, epochs=3, strategies="{ mutate = 1.0 }", train_subset=2000)
     catalog = tmp_path / "catalog.sqlite"
+    # SIGINT back to its default in the child: a test run started in the background of a shell
+    # (no job control) ignores SIGINT, the child would inherit that and never see the Ctrl-C.
     proc = subprocess.Popen(search_command(config, catalog), env=cli_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _, status, runs = wait_until_one_done_and_one_mid_training(proc, catalog)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
