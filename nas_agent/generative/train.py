@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from nas_agent.config import TrainConfig
 from nas_agent.generative.task import bits_per_dim
-from nas_agent.train.loop import EpochMetrics, _autocast, _optimizer, _scheduler, run_epochs
+from nas_agent.train.loop import EpochMetrics, _autocast, _optimizer, _scheduler, optimizer_step, run_epochs
 
 
 def _dims(x: torch.Tensor) -> int:
@@ -58,12 +58,7 @@ def _train_epoch(model, batches, optimizer, scheduler, cfg: TrainConfig, device:
     for xb, _ in batches:
         with _autocast(device, cfg):
             loss = model(xb).float().mean() / _dims(xb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(model, loss, optimizer, scheduler, cfg)
         loss_sum += loss.detach() * len(xb)
         seen += len(xb)
     return loss_sum.item() / max(seen, 1)

@@ -299,6 +299,16 @@ def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device:
     return results
 
 
+def optimizer_step(model: nn.Module, loss: torch.Tensor, optimizer, scheduler, cfg: TrainConfig) -> None:
+    """One step of every trainer: gradients of `loss`, optional clipping, the optimizer and schedule steps."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+    optimizer.step()
+    scheduler.step()
+
+
 def _train_epoch(model, batches, optimizer, scheduler, criterion, cfg: TrainConfig,
                  device: torch.device) -> tuple[float, float]:
     """One pass over the batches; sums stay on the device so the loop never waits for the GPU."""
@@ -310,12 +320,7 @@ def _train_epoch(model, batches, optimizer, scheduler, criterion, cfg: TrainConf
         with _autocast(device, cfg):
             out = model(xb)
             loss = criterion(out.float(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(model, loss, optimizer, scheduler, cfg)
         loss_sum += loss.detach() * len(yb)
         correct += (out.detach().argmax(1) == yb).sum()
         seen += len(yb)
