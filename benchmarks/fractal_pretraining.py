@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from nas_agent.catalog import Catalog  # noqa: E402
 from nas_agent.config import load_config  # noqa: E402
 from nas_agent.data import load_cache, resolve_cifar10  # noqa: E402
+from nas_agent.fractals.cli import kid_table  # noqa: E402
 from nas_agent.fractals.dataset import load_images, load_tensors, read_dataset, split_views, write_dataset  # noqa: E402
 from nas_agent.fractals.kid import domain_gap  # noqa: E402
 from nas_agent.fractals.pretrain import Pretrainer, Variant  # noqa: E402
@@ -76,7 +77,7 @@ def main() -> None:
 
     # 1. Render (or reuse) the raw fractals.
     settings = RenderSettings(classes=args.classes, per_class=per_class + test_views, seed=0)
-    raw_dir, started = out / "fractals-raw", time.perf_counter()
+    raw_dir = out / "fractals-raw"
     if (raw_dir / "meta.json").exists() and read_dataset(raw_dir).meta.get("settings") == settings.to_dict():
         raw = read_dataset(raw_dir)
         console.print(f"reusing {raw_dir} (rendered earlier)")
@@ -182,12 +183,8 @@ def main() -> None:
                       st.encoder or "Fourier amplitude + colour covariance")
     console.print(speed)
 
-    kid_table = Table(title=f"domain gap: KID against 1,000 real CIFAR-10 test images (encoder: {encoder})")
-    kid_table.add_column("image set")
-    kid_table.add_column("KID (mean ± std over subsets)", justify="right")
-    for key, value in gap.items():
-        kid_table.add_row(key, str(value))
-    console.print(kid_table)
+    console.print(kid_table(gap, f"domain gap: KID against 1,000 real CIFAR-10 test images (encoder: {encoder})",
+                            "image set"))
     console.print(f"style images: {described}; catalog: {base.catalog} (nas-agent fractals variants --catalog ...)",
                   highlight=False)
 

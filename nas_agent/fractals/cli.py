@@ -204,13 +204,18 @@ def kid_command(
         gap, on = domain_gap(real_x, sets, _device(device), encoder=encoder, seed=seed)
     except (ValueError, FractalDataError) as exc:
         fail(str(exc))
-    table = Table(title=f"KID against {described}")
-    table.add_column("dataset")
+    console.print(kid_table(gap, f"KID against {described}", "dataset"))
+    console.print(f"encoder: {on}", highlight=False)
+
+
+def kid_table(gap: dict, title: str, first_column: str) -> Table:
+    """The domain gap of `domain_gap()` as a table: one row per image set, KID as mean ± std."""
+    table = Table(title=title)
+    table.add_column(first_column)
     table.add_column("KID (mean ± std over subsets)", justify="right")
     for name, value in gap.items():
         table.add_row(name, str(value))
-    console.print(table)
-    console.print(f"encoder: {on}", highlight=False)
+    return table
 
 
 @fractals_app.command()

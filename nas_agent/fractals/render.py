@@ -454,10 +454,10 @@ def _choose_networks(settings: RenderSettings, device, stats: RenderStats,
         stats.networks_tried += count
         found = find_anchors(Networks.stack(drawn), settings, device)
         keep = [i for i in range(count) if len(found[i]) or settings.skip == 0]
-        index += count
+        first, index = index, index + count
         if not keep:
             continue
-        candidates = [(index - count + i, drawn[i], found[i]) for i in keep]
+        candidates = [(first + i, drawn[i], found[i]) for i in keep]
         nets = Networks.stack([n for _, n, _ in candidates for _ in range(_PROBES)])
         # Probe views have their own stream (negative class ids), so they never repeat a dataset view.
         views = [draw_view(settings, n, -1 - i, p, a) for i, n, a in candidates for p in range(_PROBES)]
