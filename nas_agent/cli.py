@@ -20,7 +20,8 @@ from nas_agent.config import Config, ConfigError, load_config
 from nas_agent.data import DatasetError, resolve_cifar10
 from nas_agent.export import ExportError, export_candidate
 from nas_agent.generative.task import TASK_GENERATION, is_generative
-from nas_agent.search.sweep import CandidateError, Trainer, read_candidate, read_source, register, run_dir_of
+from nas_agent.search.sweep import (CandidateError, Trainer, checkpoint_of, read_candidate, read_source, register,
+                                    run_dir_of)
 from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template
 from nas_agent.space.template import read_task
 from nas_agent.validate import Validation, validator_for
@@ -697,7 +698,7 @@ def sample(
             model = cat.get_model(name)
         if not is_generative(model["task"] or ""):
             fail(f"{name} is a {model['task']} model; sample draws images from {TASK_GENERATION} models")
-        checkpoint = run_dir_of(cfg) / "checkpoints" / f"{name}.pt"
+        checkpoint = checkpoint_of(cfg, name)
         if not checkpoint.exists():
             fail(f"no trained weights for {name} at {checkpoint}; train it first (nas-agent train FILE --task "
                  f"{TASK_GENERATION} --catalog {cfg.catalog})")

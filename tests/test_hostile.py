@@ -134,4 +134,4 @@ def test_with_the_policy_skipped_the_sandbox_still_stops_every_payload(tmp_path)
     assert {n for n in set(os.listdir("/tmp")) - before if n.startswith("nas_agent")} == set()
     # What the children wrote stayed in their own folders.
     for hostile, _ in results:
-        assert (tmp_path / hostile.path.stem / "log.txt").exists()
+        assert (tmp_path / f"{hostile.path.stem}.log").exists()

@@ -44,7 +44,8 @@ def test_block_checkpointing_gives_the_same_gradients(tmp_path):
             torch.testing.assert_close(a, b)
 
 
-def test_resume_from_checkpoint_continues_and_replays_history(small_candidate, cifar_cache, tmp_path):
+def test_resume_continues_after_the_epoch_the_driver_names_and_replays_nothing(small_candidate, cifar_cache,
+                                                                               tmp_path):
     module = _module(small_candidate, "small_fractal_resume")
     data = load_cache(cifar_cache).subset(600, 200, seed=0)
     cfg = TrainConfig(epochs=2, batch_size=100, lr=0.05)
@@ -55,16 +56,49 @@ def test_resume_from_checkpoint_continues_and_replays_history(small_candidate, c
         return module.Net((1, 3, 32, 32), (10,), {"dropout": 0.0}, "cpu")
 
     full = train_model(net(), data, cfg, torch.device("cpu"))
-    first = train_model(net(), data, TrainConfig(**{**cfg.__dict__, "epochs": 2}), torch.device("cpu"),
-                        checkpoint=ckpt, fingerprint="a", on_epoch=lambda m, r: None)
-    assert load_checkpoint(ckpt, "a")["epoch"] == 2 and load_checkpoint(ckpt, "other") is None
-    # A finished checkpoint: nothing is retrained, every epoch is replayed.
-    replayed = []
-    again = train_model(net(), data, cfg, torch.device("cpu"), checkpoint=ckpt, fingerprint="a",
-                        on_epoch=lambda m, r: replayed.append((m.epoch, r)))
-    assert replayed == [(1, True), (2, True)]
-    assert [m.test_accuracy for m in again] == [m.test_accuracy for m in first]
-    assert [m.test_accuracy for m in full] == [m.test_accuracy for m in first]  # deterministic for a seed
+    one = []
+
+    def killed_after_epoch_one(metrics):  # the checkpoint is written before the epoch is reported
+        one.append(metrics)
+        raise _Killed
+
+    with pytest.raises(_Killed):
+        train_model(net(), data, cfg, torch.device("cpu"), checkpoint=ckpt, fingerprint="a",
+                    on_epoch=killed_after_epoch_one)
+    saved = load_checkpoint(ckpt, "a")
+    assert saved["epoch"] == 1 and "history" not in saved and load_checkpoint(ckpt, "other") is None
+    # The catalog holds epoch 1: training continues with epoch 2 only, and matches an unbroken run.
+    seen = []
+    rest = train_model(net(), data, cfg, torch.device("cpu"), checkpoint=ckpt, fingerprint="a", resume_epoch=1,
+                       on_epoch=lambda m: seen.append(m.epoch))
+    assert seen == [2] and [m.epoch for m in rest] == [2]
+    assert [one[0].test_accuracy, rest[0].test_accuracy] == [m.test_accuracy for m in full]  # deterministic
+    # A checkpoint of another epoch than the catalog's is not trusted: training starts over.
+    again = train_model(net(), data, cfg, torch.device("cpu"), checkpoint=ckpt, fingerprint="a", resume_epoch=0)
+    assert [m.test_accuracy for m in again] == [m.test_accuracy for m in full]
+
+
+def test_logits_are_handed_out_and_never_scored_in_the_loop(small_candidate, cifar_cache):
+    module = _module(small_candidate, "small_fractal_logits")
+    data = load_cache(cifar_cache).subset(300, 100, seed=0)
+    handed = {}
+    torch.manual_seed(0)
+    metrics = train_model(module.Net((1, 3, 32, 32), (10,), {"dropout": 0.0}, "cpu"),
+                          _without_labels(data),
+                          TrainConfig(epochs=1, batch_size=100), torch.device("cpu"),
+                          on_test_logits=lambda epoch, logits: handed.setdefault(epoch, logits))
+    assert list(handed) == [1] and tuple(handed[1].shape) == (100, 10) and handed[1].dtype == torch.float32
+    assert metrics[0].test_accuracy is None and metrics[0].test_loss is None
+
+
+class _Killed(Exception):
+    pass
+
+
+def _without_labels(data):
+    from nas_agent.train.worker import ChildData
+
+    return ChildData(data.train_x, data.train_y, data.test_x)
 
 
 def test_nan_loss_raises(cifar_cache):

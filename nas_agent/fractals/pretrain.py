@@ -106,17 +106,17 @@ class Pretrainer:
                    seed=self.config.train.seed, run_id=self.run_id)
         self.catalog.record_pretrain_variant(**row, status="running")
         key = f"{name}~{uid[:8]}"
-        checkpoints = run_dir_of(self.config) / "checkpoints"
+        checkpoints = run_dir_of(self.config) / "checkpoints" / key  # this variant's own folder
         init_from, result = None, VariantResult(name, variant.label, uid, False)
         if ds is not None:
-            job = self._pretrain_job(model, ds, checkpoints / f"{key}-pretrain.pt")
+            job = self._pretrain_job(model, ds, checkpoints / "pretrain.pt")
             outcome = self._run("pretrain", job, key)
             if not outcome.ok:
                 return self._failed(row, result, f"pre-training: {outcome.reason}")
             result.pretrain_accuracy = outcome.epochs[-1]["test_accuracy"] if outcome.epochs else None
             row.update(pretrain_accuracy=result.pretrain_accuracy, pretrain_seconds=outcome.seconds)
             init_from = job.checkpoint
-        job = self._finetune_job(model, uid, checkpoints / f"{key}-finetune.pt", init_from)
+        job = self._finetune_job(model, uid, checkpoints / "finetune.pt", init_from)
         loaded: list[int] = []
         outcome = self._run("finetune", job, key, loaded)
         if init_from is not None and outcome.ok and not any(loaded):
@@ -144,7 +144,7 @@ class Pretrainer:
         pre = self.config.pretrain
         train = {**self.config.to_dict()["train"], "epochs": pre.epochs, "lr": pre.lr or self.config.train.lr}
         return TrainJob(name=model["name"], source=model["code"], dataset_cache=str(ds.file.resolve()), train=train,
-                        checkpoint=str(checkpoint), out_shape=(ds.classes,),
+                        checkpoint=str(checkpoint), out_shape=(ds.classes,), resume_epoch=0,
                         fingerprint=_digest({"code": model["code_hash"], "train": train, "data": ds.hash}),
                         **self._limits())
 
@@ -154,6 +154,7 @@ class Pretrainer:
         return TrainJob(name=model["name"], source=model["code"], dataset_cache=str(self.cifar_cache), train=train,
                         train_subset=data.train_subset, test_subset=data.test_subset, checkpoint=str(checkpoint),
                         fingerprint=_digest({"code": model["code_hash"], "trial": uid}), init_from=init_from,
+                        resume_epoch=0,  # both phases start over: the outcome must hold every epoch
                         **self._limits())
 
     def _run(self, phase: str, job: TrainJob, key: str, loaded: list | None = None) -> TrainOutcome:

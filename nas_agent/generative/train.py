@@ -65,8 +65,8 @@ def _train_epoch(model, batches, optimizer, scheduler, cfg: TrainConfig, device:
 
 
 def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
-                     checkpoint: Path | None = None, fingerprint: str = "",
-                     on_epoch: Callable[[EpochMetrics, bool], None] = lambda m, replayed: None) -> list[EpochMetrics]:
+                     checkpoint: Path | None = None, fingerprint: str = "", resume_epoch: int | None = None,
+                     on_epoch: Callable[[EpochMetrics], None] = lambda m: None) -> list[EpochMetrics]:
     """Train for cfg.epochs, resuming from a matching checkpoint; same promises as train.loop.train_model.
 
     Each epoch's EpochMetrics carries test bits/dim in `test_accuracy` (the task's score, the
@@ -91,9 +91,9 @@ def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.dev
             return None, None
         return _train_epoch(model, batches, optimizer, scheduler, cfg, device), None
 
-    def test() -> tuple[float, float]:
+    def test(epoch: int) -> tuple[float, float]:
         nll = evaluate_nll(model, test_x, cfg, device)
         return bits_per_dim(nll, len(test_x), dims), nll / (max(len(test_x), 1) * dims)
 
     return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one, test,
-                      checkpoint=checkpoint, fingerprint=fingerprint, on_epoch=on_epoch)
+                      checkpoint=checkpoint, fingerprint=fingerprint, resume_epoch=resume_epoch, on_epoch=on_epoch)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.generative.task import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import TemplateError, read_family, read_params, read_task
@@ -188,6 +188,11 @@ def run_dir_of(config: Config) -> Path:
     return Path(config.catalog).resolve().parent
 
 
+def checkpoint_of(config: Config, key: str) -> Path:
+    """The checkpoint of one training (a TrainRequest key), in a folder of its own: no other job can see it."""
+    return run_dir_of(config) / "checkpoints" / key / "checkpoint.pt"
+
+
 def _fingerprint(model: dict, train: dict, config: Config) -> str:
     recipe = json.dumps({"code": model["code_hash"], "train": train,
                          "data": [config.data.train_subset, config.data.test_subset]}, sort_keys=True)
@@ -225,14 +230,16 @@ class Trainer:
 
     def _job(self, request: TrainRequest) -> TrainJob:
         model = self.catalog.get_model(request.name)
-        run_dir = run_dir_of(self.config)
         threads = self.config.limits.threads or max(1, (os.cpu_count() or 1) // self.executor.slots)
         train = self.recipe(request)
+        trial = prm_uid(self.prm(request))
+        # Resume trusts the catalog: the epochs it holds for this trial, not what a checkpoint claims.
+        recorded = max((row["epoch"] for row in self.catalog.epochs(request.name) if row["prm"] == trial), default=0)
         return TrainJob(
             name=request.name, source=model["code"], dataset_cache=str(self.dataset_cache),
             train=train, train_subset=self.config.data.train_subset,
             test_subset=self.config.data.test_subset, device=self.config.device,
-            checkpoint=str(run_dir / "checkpoints" / f"{request.key}.pt"),
+            checkpoint=str(checkpoint_of(self.config, request.key)), resume_epoch=recorded,
             fingerprint=_fingerprint(model, train, self.config),
             seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads,
             task=self.config.task, out_shape=GENERATION_OUT_SHAPE if is_generative(self.config.task) else (10,))

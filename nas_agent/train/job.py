@@ -17,7 +17,7 @@ class TrainJob:
 
     name: str
     source: str                      # the candidate's code; the sandbox writes it to CANDIDATE_FILE
-    dataset_cache: str               # uint8 tensor cache written by nas_agent.data
+    dataset_cache: str               # uint8 tensor cache written by nas_agent.data (the child gets a view of it)
     train: dict[str, Any]            # TrainConfig as a dict
     train_subset: int = 0
     test_subset: int = 0
@@ -33,6 +33,8 @@ class TrainJob:
     # Weights to start from (a checkpoint of train_model): tensors whose name and shape match are loaded,
     # the rest (e.g. a classifier head of another class count) keep their fresh initialisation.
     init_from: str | None = None
+    # The last epoch the catalog holds for this trial: a checkpoint of that epoch is resumed, no other.
+    resume_epoch: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

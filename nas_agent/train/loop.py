@@ -2,7 +2,9 @@
 
 This module runs inside the sandboxed child process (see worker.py). It never opens the
 catalog: it reports each finished epoch through a callback and keeps a checkpoint per
-epoch so a killed run resumes where it stopped.
+epoch so a killed run resumes where it stopped. In the child it never sees test labels:
+`on_test_logits` hands each epoch's test logits out, and the driver scores them
+(nas_agent/train/score.py). Trusted in-process callers (benchmarks) let it score itself.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class EpochMetrics:
     """What one finished epoch measured."""
 
     epoch: int                      # 1-based, as LEMUR counts
-    test_accuracy: float
-    test_loss: float
+    test_accuracy: float | None     # None when the test logits were handed out to be scored by the driver
+    test_loss: float | None
     train_loss: float | None
     train_accuracy: float | None
     seconds: float                  # training + evaluation wall time of this epoch
@@ -153,22 +155,33 @@ def _batches(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torc
         yield xb, y[idx]
 
 
-@dataclass
-class TrainState:
-    """Everything a checkpoint holds besides the weights' owner."""
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Float32 logits (N x classes) on the CPU for a uint8 image tensor, in large batches, in eval mode."""
+    model.eval()
+    channels_last = _use_channels_last(device, cfg)
+    size = cfg.eval_batch_size or (1000 if device.type == "cuda" else 64)
+    parts = []
+    for start in range(0, len(x), size):
+        xb = normalize(x[start:start + size])
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, cfg):
+            out = model(xb)
+        parts.append(out.detach().float().cpu())
+    return torch.cat(parts) if parts else torch.zeros((0, 0))
 
-    epoch: int = 0
-    history: list | None = None
 
+def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, fingerprint: str) -> None:
+    """Write the checkpoint atomically: a killed process leaves the previous one intact.
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, fingerprint: str) -> None:
-    """Write the checkpoint atomically: a killed process leaves the previous one intact."""
+    Weights, optimizer, schedule and RNG only: the epochs' results live in the catalog, never here.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({
         "fingerprint": fingerprint,
-        "epoch": state.epoch,
-        "history": state.history,
+        "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -179,15 +192,18 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, 
 
 
 def resume_from_checkpoint(checkpoint: Path | None, fingerprint: str, model: nn.Module, optimizer, scheduler,
-                           on_epoch: Callable) -> TrainState:
-    """Restore weights, optimizer, schedule and RNG from this candidate's checkpoint, if it has one.
+                           resume_epoch: int | None = None) -> int:
+    """Restore weights, optimizer, schedule and RNG from this candidate's checkpoint; the epoch to continue after.
 
-    The recorded epochs are replayed through `on_epoch(metrics, True)` (idempotent for the
-    catalog), and the returned state says which epoch to continue after.
+    `resume_epoch` is the last epoch the catalog holds (the driver's word, not the checkpoint's):
+    a checkpoint of another epoch is not used and training starts over. None accepts any epoch
+    (trusted in-process use).
     """
     ckpt = load_checkpoint(checkpoint, fingerprint)
-    if ckpt is None:
-        return TrainState(epoch=0, history=[])
+    if ckpt is None or not isinstance(ckpt.get("epoch"), int):
+        return 0
+    if resume_epoch is not None and ckpt["epoch"] != resume_epoch:
+        return 0
     model.load_state_dict(ckpt["model"])
     if optimizer is not None and ckpt["optimizer"] is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -196,10 +212,7 @@ def resume_from_checkpoint(checkpoint: Path | None, fingerprint: str, model: nn.
     torch.set_rng_state(ckpt["rng_cpu"])
     if ckpt["rng_cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-    state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
-    for row in state.history:
-        on_epoch(EpochMetrics(**row), True)
-    return state
+    return ckpt["epoch"]
 
 
 def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
@@ -207,19 +220,23 @@ def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
     if path is None or not path.exists():
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: the process of a candidate wrote this file.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None  # a torn or foreign file: start over rather than fail
-    return ckpt if ckpt.get("fingerprint") == fingerprint else None
+    return ckpt if isinstance(ckpt, dict) and ckpt.get("fingerprint") == fingerprint else None
 
 
 def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
                 checkpoint: Path | None = None, fingerprint: str = "", compile: bool = False,
-                on_epoch: Callable[[EpochMetrics, bool], None] = lambda m, replayed: None) -> list[EpochMetrics]:
-    """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint`.
+                resume_epoch: int | None = None,
+                on_test_logits: Callable[[int, torch.Tensor], None] | None = None,
+                on_epoch: Callable[[EpochMetrics], None] = lambda m: None) -> list[EpochMetrics]:
+    """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint` (and `resume_epoch`).
 
-    `on_epoch(metrics, replayed)` is called for each finished epoch; epochs restored from a
-    checkpoint are replayed first (replayed=True) so the caller can make sure they are recorded.
+    `on_epoch(metrics)` is called for each epoch trained now (the returned list holds those too).
+    With `on_test_logits(epoch, logits)` the test set is not scored here: its logits are handed
+    out and the metrics' test fields stay None (the sandboxed child; `data.test_y` may be None).
     `compile=True` runs the steps through torch.compile. Only trusted code may ask for it: the
     sandboxed child forbids the subprocesses and native libraries that compilation needs.
     """
@@ -230,7 +247,8 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
     # The compiled wrapper runs the steps; `model` keeps the plain state dict for checkpoints.
     runner = torch.compile(model) if compile and cfg.loop == "fast" else model
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    test_x = data.test_x.to(device)
+    test_y = data.test_y.to(device) if on_test_logits is None else None
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
 
     if cfg.loop == "contract":
@@ -250,25 +268,32 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
             return None, None
         return _train_epoch(runner, batches, optimizer, scheduler, criterion, cfg, device)
 
-    return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one,
-                      lambda: evaluate(runner, test_x, test_y, cfg, device),
-                      checkpoint=checkpoint, fingerprint=fingerprint, on_epoch=on_epoch)
+    def test(epoch: int) -> tuple[float, float] | None:
+        if on_test_logits is None:
+            return evaluate(runner, test_x, test_y, cfg, device)
+        on_test_logits(epoch, predict(runner, test_x, cfg, device))
+        return None
+
+    return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one, test,
+                      checkpoint=checkpoint, fingerprint=fingerprint, resume_epoch=resume_epoch,
+                      on_epoch=on_epoch)
 
 
 def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device: torch.device, train_size: int,
                train_one: Callable[[torch.Generator], tuple[float | None, float | None]],
-               test: Callable[[], tuple[float, float]], *, checkpoint: Path | None, fingerprint: str,
-               on_epoch: Callable[[EpochMetrics, bool], None]) -> list[EpochMetrics]:
+               test: Callable[[int], tuple[float, float] | None], *, checkpoint: Path | None, fingerprint: str,
+               resume_epoch: int | None = None, on_epoch: Callable[[EpochMetrics], None]) -> list[EpochMetrics]:
     """The epoch skeleton every trainer shares: resume, then per epoch train, time, test, checkpoint, report.
 
     `train_one(generator)` runs one epoch's steps drawing every shuffle and augmentation from
     `generator` (seeded per epoch, so a resumed run draws the same batches) and returns
-    (train loss, train accuracy), either None where not measured. `test()` returns the task's
-    (score, loss) on the test images. A non-finite loss ends the run with NonFiniteLoss.
+    (train loss, train accuracy), either None where not measured. `test(epoch)` returns the task's
+    (score, loss) on the test images, or None when it handed them out to be scored elsewhere.
+    A non-finite loss ends the run with NonFiniteLoss.
     """
-    state = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, on_epoch)
-    results = [EpochMetrics(**row) for row in state.history]
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+    start = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, resume_epoch)
+    results = []
+    for epoch in range(start + 1, cfg.epochs + 1):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         generator = torch.Generator(device=device)
@@ -280,8 +305,9 @@ def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
-        test_score, test_loss = test()
-        if not (math.isfinite(test_loss) and math.isfinite(test_score)):
+        scored = test(epoch)
+        test_score, test_loss = scored if scored is not None else (None, None)
+        if scored is not None and not (math.isfinite(test_loss) and math.isfinite(test_score)):
             raise NonFiniteLoss(f"test loss is {test_loss} after epoch {epoch}")
         metrics = EpochMetrics(
             epoch=epoch, test_accuracy=test_score, test_loss=test_loss,
@@ -292,10 +318,9 @@ def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device:
             peak_rss_kb=_peak_rss_kb(),
         )
         results.append(metrics)
-        state.epoch, state.history = epoch, [m.as_dict() for m in results]
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, state, fingerprint)
-        on_epoch(metrics, False)
+            save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, fingerprint)
+        on_epoch(metrics)
     return results
 
 

@@ -15,15 +15,22 @@ import queue
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from nas_agent.train.events import (MAX_EVENTS, MAX_LINE_BYTES, MAX_TOTAL_BYTES, TRAIN_EVENTS, ProtocolError, check,
+                                    parse_line, quote_untrusted)
 from nas_agent.train.job import CANDIDATE_FILE, TrainJob, TrainOutcome
+from nas_agent.train.score import (LOGITS_FILE, PARAMETERS_FILE, ScoreError, count_parameters, read_float32,
+                                   score_logits, write_child_view)
 
 # Environment variables a training child may see; everything else (tokens, keys, proxies) is dropped.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
@@ -95,19 +102,55 @@ def _rss_mb(pid: int) -> float:
 
 
 def _read_events(stream, sink: queue.Queue) -> None:
-    for line in stream:
-        try:
-            sink.put(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    """Put each JSON line of the child's pipe on `sink`, bounded in line size, total size and count.
+
+    A line that breaks the protocol is put as a ProtocolError, after which nothing more is read.
+    """
+    total, count, pending = 0, 0, b""
+    try:
+        while True:
+            chunk = stream.read1(1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_TOTAL_BYTES:
+                raise ProtocolError(f"more than {MAX_TOTAL_BYTES:,} bytes of messages")
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > MAX_LINE_BYTES:
+                raise ProtocolError(f"a message of more than {MAX_LINE_BYTES:,} bytes")
+            for line in lines:
+                if line.strip():
+                    count += 1
+                    if count > MAX_EVENTS:
+                        raise ProtocolError(f"more than {MAX_EVENTS:,} messages")
+                    sink.put(parse_line(line))
+    except ProtocolError as exc:
+        sink.put(exc)
     sink.put(None)  # end of stream: the child closed its pipe or exited
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, max_bytes: int = 4096) -> str:
+    """The last lines of a log the driver owns, reading at most its last `max_bytes` (it may be huge or sparse)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        os.lseek(fd, max(0, info.st_size - max_bytes), os.SEEK_SET)
+        text = os.read(fd, max_bytes).decode(errors="replace")
+    finally:
+        os.close(fd)
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def log_path_of(workdir: str | Path) -> Path:
+    """Where a child's stdout and stderr go: beside its job folder, outside the jail's view."""
+    workdir = Path(workdir)
+    return workdir.parent / f"{workdir.name}.log"
 
 
 @dataclass
@@ -146,7 +189,7 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     (workdir / "tmp").mkdir(parents=True)
     for name, text in files.items():
         (workdir / name).write_text(text)
-    log_path = workdir / "log.txt"
+    log_path = log_path_of(workdir)
 
     on_gpu = device.startswith("cuda") or (device == "auto" and _cuda_visible())
     read_fd, write_fd = os.pipe()
@@ -162,14 +205,21 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     finally:
         os.close(write_fd)
     inbox: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=_read_events, args=(os.fdopen(read_fd), inbox), daemon=True)
+    reader = threading.Thread(target=_read_events, args=(os.fdopen(read_fd, "rb"), inbox), daemon=True)
     reader.start()
 
     result = ChildResult()
 
-    def take(event: dict) -> None:
+    def take(event: dict | ProtocolError) -> None:
+        # A broken message, or one `on_event` refuses (ProtocolError), ends this child: never the driver.
+        try:
+            if isinstance(event, ProtocolError):
+                raise event
+            on_event(event)
+        except ProtocolError as exc:
+            result.killed_for = result.killed_for or f"failed: the child broke the event protocol: {exc}"
+            return
         result.events.append(event)
-        on_event(event)
 
     while True:
         try:
@@ -183,6 +233,8 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
             break
         if event:
             take(event)
+        if result.killed_for:
+            break
         if cancel is not None and cancel.is_set():
             result.killed_for = "interrupted: the run was stopped"
         elif time.monotonic() - started > limits.seconds:
@@ -195,7 +247,7 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     result.returncode = proc.wait() if not result.killed_for else None
     _kill_group(proc)  # the child if a limit was hit, and anything it left in its process group
     reader.join(timeout=5)
-    while not inbox.empty():  # events that arrived while we stopped waiting
+    while not inbox.empty() and not result.killed_for:  # events that arrived while we stopped waiting
         event = inbox.get_nowait()
         if event:
             take(event)
@@ -206,24 +258,108 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     return result
 
 
+class _EpochScorer:
+    """Driver side of a training child: checks each event, scores each epoch from the files it left.
+
+    The child's words pass only as telemetry of a known schema; the catalog's numbers (test
+    accuracy and loss, parameter count, seconds) are computed here.
+    """
+
+    def __init__(self, job: TrainJob, workdir: Path, test_labels: np.ndarray, on_event: Callable[[dict], None]):
+        self.job, self.workdir, self.test_labels, self.on_event = job, workdir, test_labels, on_event
+        self.outcome = TrainOutcome(name=job.name, ok=False)
+        self.scored_by_driver = job.task != "img-generation"
+        self.classes = int(np.prod(job.out_shape))
+        self.epochs_total = int(job.train.get("epochs", 1))
+        self.mark = time.monotonic()
+        self.started = self.done = False
+        self.failed: str | None = None
+
+    def relay(self, raw: dict) -> None:
+        event = check(raw, TRAIN_EVENTS)
+        kind = event["event"]
+        if kind == "started":
+            if self.started:
+                raise ProtocolError("a second started event")
+            self.started, self.mark = True, time.monotonic()
+            try:
+                self.outcome.n_params = count_parameters(self.workdir / PARAMETERS_FILE)
+            except ScoreError as exc:
+                raise ProtocolError(f"no parameter file: {exc}") from None
+            event = {**event, "n_params": self.outcome.n_params}
+        elif kind == "epoch":
+            event = self._score(event)
+            self.outcome.epochs.append(event)
+        elif kind == "done":
+            self.done = True
+        elif kind == "failed":
+            self.failed = _quoted_failure(event["stage"], event["reason"])
+            event = {**event, "reason": self.failed}
+        self.on_event(event)
+
+    def _score(self, event: dict) -> dict:
+        if not self.started:
+            raise ProtocolError("an epoch before the started event")
+        epoch = event["epoch"]
+        previous = self.outcome.epochs[-1]["epoch"] if self.outcome.epochs else None
+        # The child continues after the epoch the catalog holds, or starts over when its checkpoint is not that one.
+        allowed = {previous + 1} if previous is not None else {1, (self.job.resume_epoch or 0) + 1}
+        if epoch not in allowed or epoch > self.epochs_total:
+            raise ProtocolError(f"epoch {epoch} out of order")
+        now = time.monotonic()
+        seconds, self.mark = now - self.mark, now
+        scored = {**event, "seconds": seconds}
+        if self.scored_by_driver:
+            try:
+                logits = read_float32(self.workdir / LOGITS_FILE.format(epoch=epoch),
+                                      (len(self.test_labels), self.classes))
+            except ScoreError as exc:
+                raise ProtocolError(f"epoch {epoch}: {exc}") from None
+            score = score_logits(logits, self.test_labels)
+            scored.update(test_accuracy=score.accuracy, test_loss=score.loss)
+        elif event.get("test_accuracy") is None or event.get("test_loss") is None:
+            raise ProtocolError(f"epoch {epoch} without its bits/dim")
+        return scored
+
+
+def _quoted_failure(stage: str, reason: str) -> str:
+    """A child's failure as a reason: what happened in the driver's words, the child's as quoted data."""
+    words = " ".join(reason.split()).lower()
+    kind = "out of memory: " if "out of memory" in words or "can't allocate memory" in words else ""
+    where = "set-up failed" if stage == "setup" else "the candidate raised"
+    return f"{kind}{where}: {quote_untrusted(reason)}"
+
+
 def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None] = lambda event: None,
             cancel: threading.Event | None = None) -> TrainOutcome:
-    """Train `job` in a sandboxed child; `on_event` sees each event (started, epoch, …) as it arrives.
+    """Train `job` in a sandboxed child and score it here; `on_event` sees each checked event as it arrives.
 
+    The child sees the training images with labels and the test images without; each `epoch`
+    event passed to `on_event` carries the test accuracy and loss computed by the driver.
     Setting `cancel` kills the child; the outcome's reason then starts with "interrupted".
     """
+    workdir = Path(workdir)
+    view, test_labels = write_child_view(job.dataset_cache, job.train_subset, job.test_subset,
+                                         int(job.train.get("seed", 0)), workdir.parent / ".views")
+    child_job = replace(job, dataset_cache=str(view), train_subset=0, test_subset=0)
+    scorer = _EpochScorer(job, workdir, test_labels, on_event)
     limits = ChildLimits(seconds=job.seconds, memory_mb=job.memory_mb, threads=job.threads,
                          file_mb=max(1024, job.memory_mb), seconds_key="limits.seconds",
                          memory_key="limits.memory_mb")
-    result = run_child("nas_agent.train.worker", {CANDIDATE_FILE: job.source, "job.json": job.to_json()},
-                       workdir, limits, device=job.device, on_event=on_event, cancel=cancel)
-    outcome = TrainOutcome(name=job.name, ok=False, seconds=result.seconds, log_tail=result.log_tail)
-    for event in result.events:
-        if event.get("event") == "started":
-            outcome.n_params = event.get("n_params")
-        elif event.get("event") == "epoch":
-            outcome.epochs.append(event)
-    reason = result.failure()
+    result = run_child("nas_agent.train.worker", {CANDIDATE_FILE: job.source, "job.json": child_job.to_json()},
+                       workdir, limits, device=job.device, on_event=scorer.relay, cancel=cancel)
+    outcome = scorer.outcome
+    outcome.seconds, outcome.log_tail = result.seconds, result.log_tail
+    if result.killed_for:
+        reason = result.killed_for
+    elif scorer.failed:
+        reason = scorer.failed
+    elif result.returncode == 0 and scorer.done:
+        missing = scorer.epochs_total - (outcome.epochs[-1]["epoch"] if outcome.epochs else (job.resume_epoch or 0))
+        reason = f"failed: the child said done with {missing} epoch(s) not trained" if missing > 0 else None
+    else:
+        reason = _exit_reason(result.returncode if result.returncode is not None else -signal.SIGKILL,
+                              result.log_tail)
     outcome.ok, outcome.reason = reason is None, reason or ""
     return outcome
 

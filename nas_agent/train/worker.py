@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 
 def emit(stream, event: str, **fields) -> None:
@@ -44,14 +45,47 @@ def load_matching(model, state: dict) -> dict:
     return {"loaded": len(matching), "skipped": sorted(set(own) - set(matching))[:20]}
 
 
+class ChildData(NamedTuple):
+    """The data a training child sees: the test images come without their labels."""
+
+    train_x: object
+    train_y: object
+    test_x: object
+    test_y: None = None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def parameter_saver():
+    """A function writing a model's parameters as safetensors (no pickle) for the driver to count.
+
+    Call it before any candidate is imported: it holds torch's own `named_parameters`, so a
+    Net that overrides parameters() or named_parameters() cannot hide its weights.
+    """
+    from safetensors.torch import save_file
+    from torch.nn import Module
+
+    named_parameters = Module.named_parameters
+
+    def save(model, path: Path) -> None:
+        save_file({name: p.detach().cpu().contiguous().clone() for name, p in named_parameters(model)}, str(path))
+    return save
+
+
 def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
+    workdir = Path(job_path).parent
     try:
         from nas_agent.train import guard, landlock
         from nas_agent.train.job import CANDIDATE_FILE, TrainJob
+        from nas_agent.train.score import LOGITS_FILE, PARAMETERS_FILE
 
         job = TrainJob.from_file(job_path)
-        writable = [Path(job_path).parent] + ([Path(job.checkpoint).parent] if job.checkpoint else [])
+        writable = [workdir] + ([Path(job.checkpoint).parent] if job.checkpoint else [])
         for folder in writable:
             folder.mkdir(parents=True, exist_ok=True)
         # First, while this is the only thread: the kernel's wall, inherited by every later thread.
@@ -60,7 +94,6 @@ def main(job_path: str, event_fd: int) -> int:
         import torch
 
         from nas_agent.config import TrainConfig
-        from nas_agent.data import load_cache
         from nas_agent.train.loop import resolve_device, seed_everything, train_model
 
         if job.threads > 0:
@@ -68,34 +101,43 @@ def main(job_path: str, event_fd: int) -> int:
         cfg = TrainConfig(**job.train)
         device = resolve_device(job.device)
         seed_everything(cfg.seed)
-        data = load_cache(job.dataset_cache).subset(job.train_subset or None, job.test_subset or None, seed=cfg.seed)
+        # The driver's view of the data: train images and labels, test images only.
+        view = torch.load(job.dataset_cache, map_location="cpu", weights_only=True)
+        data = ChildData(view["train_x"], view["train_y"], view["test_x"])
         # Read before the guard, and weights_only: the process of a candidate wrote this checkpoint.
         init_state = torch.load(job.init_from, map_location="cpu", weights_only=True)["model"] if job.init_from else None
         torch.ones(1, device=device).add_(1)  # initialise the device (CUDA loads libraries) before the guard
+        save_parameters = parameter_saver()
         guard.install(writable)
     except Exception as exc:  # our own set-up failed: say so, it is not the candidate's fault
         emit(events, "failed", stage="setup", reason=describe(exc), traceback=traceback.format_exc())
         return 2
 
     try:
-        module = load_candidate(Path(job_path).parent / CANDIDATE_FILE)
+        module = load_candidate(workdir / CANDIDATE_FILE)
         prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
                "checkpoint_blocks": cfg.checkpoint_blocks}
         model = module.Net(job.in_shape, job.out_shape, prm, device)
-        n_params = sum(p.numel() for p in model.parameters())
         if init_state is not None:
             emit(events, "init", **load_matching(model, init_state))
-        emit(events, "started", n_params=n_params, device=str(device),
+        save_parameters(model, workdir / PARAMETERS_FILE)
+        emit(events, "started", device=str(device),
              gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
 
-        def on_epoch(metrics, replayed):
-            emit(events, "epoch", replayed=replayed, **metrics.as_dict())
+        def on_test_logits(epoch: int, logits) -> None:
+            write_atomically(workdir / LOGITS_FILE.format(epoch=epoch), logits.numpy().astype("<f4").tobytes())
 
+        def on_epoch(metrics):
+            fields = {k: v for k, v in metrics.as_dict().items() if v is not None}
+            emit(events, "epoch", **fields)
+
+        kwargs = {"checkpoint": Path(job.checkpoint) if job.checkpoint else None, "fingerprint": job.fingerprint,
+                  "resume_epoch": job.resume_epoch, "on_epoch": on_epoch}
         if job.task == "img-generation":  # forward returns each image's NLL: its own loop and metric
-            from nas_agent.generative.train import train_generative as train_model
-        train_model(model, data, cfg, device,
-                    checkpoint=Path(job.checkpoint) if job.checkpoint else None,
-                    fingerprint=job.fingerprint, on_epoch=on_epoch)
+            from nas_agent.generative.train import train_generative
+            train_generative(model, data, cfg, device, **kwargs)
+        else:
+            train_model(model, data, cfg, device, on_test_logits=on_test_logits, **kwargs)
     except BaseException as exc:  # candidate code may raise anything, SystemExit included
         emit(events, "failed", stage="train", reason=describe(exc), traceback=traceback.format_exc()[-4000:])
         return 1

@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas_agent.generative.task import TASK_GENERATION
+from nas_agent.train.events import SMOKE_EVENTS, ProtocolError, check, quote_untrusted
 from nas_agent.train.job import CANDIDATE_FILE
+from nas_agent.train.score import OUTPUT_FILE, PARAMETERS_FILE, ScoreError, count_parameters, read_float32
 from nas_agent.train.sandbox import ChildLimits, run_child
 from nas_agent.validate.verdict import Verdict
 
@@ -51,11 +54,38 @@ def smoke_test(source: str, workdir: str | Path, limits: SmokeLimits = SmokeLimi
                                seconds_key="validate.smoke_seconds", memory_key="validate.smoke_memory_mb")
     result = run_child("nas_agent.validate.smoke_worker", {CANDIDATE_FILE: source, "job.json": json.dumps(job)},
                        workdir, child_limits, device="cpu")
+    try:
+        done = _verdict_inputs(result, Path(workdir), limits, in_shape, out_shape, task)
+    except SmokeRejection as exc:
+        return SmokeResult(Verdict.reject("smoke", str(exc)), seconds=result.seconds)
+    return SmokeResult(Verdict.accept(), struct_hash=done["struct_hash"], n_params=done["n_params"],
+                       flops_per_sample=done["flops_per_sample"], seconds=result.seconds)
+
+
+class SmokeRejection(Exception):
+    """Why the driver rejects a smoke run."""
+
+
+def _verdict_inputs(result, workdir: Path, limits: SmokeLimits, in_shape, out_shape, task: str) -> dict:
+    """The checked `done` event with the driver's own parameter count; SmokeRejection says why not.
+
+    The child's checks give early, specific reasons; the verdict rests on the driver's: the
+    parameter count from the safetensors header, the output's shape and finiteness from its file.
+    """
     failure = result.failure()
     if failure is not None:
         if failure.startswith("timeout:"):
             failure += ": an endless loop or far too much work"
-        return SmokeResult(Verdict.reject("smoke", failure), seconds=result.seconds)
-    done = next(e for e in result.events if e.get("event") == "done")
-    return SmokeResult(Verdict.accept(), struct_hash=done["struct_hash"], n_params=done["n_params"],
-                       flops_per_sample=done["flops_per_sample"], seconds=result.seconds)
+        elif not failure.startswith(("crashed:", "out of memory:", "failed:", "interrupted:", "refused:")):
+            failure = quote_untrusted(failure)  # the candidate's own words (an exception message)
+        raise SmokeRejection(failure)
+    try:
+        done = check(next(e for e in result.events if e.get("event") == "done"), SMOKE_EVENTS)
+        n_params = count_parameters(workdir / PARAMETERS_FILE)
+        expected = (limits.batch,) if task == TASK_GENERATION else (limits.batch, *out_shape)
+        read_float32(workdir / OUTPUT_FILE, expected)
+    except (ProtocolError, ScoreError) as exc:
+        raise SmokeRejection(f"the child's report does not hold: {exc}") from None
+    if n_params > limits.max_params:
+        raise SmokeRejection(f"{n_params:,} parameters, above the {limits.max_params:,} limit (validate.max_params)")
+    return {**done, "n_params": n_params}

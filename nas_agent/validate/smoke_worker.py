@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from nas_agent.train.worker import describe, emit, load_candidate
+from nas_agent.train.worker import describe, emit, load_candidate, parameter_saver, write_atomically
 
 
 class SmokeFailure(Exception):
@@ -72,8 +72,18 @@ def _check(job: dict, started: float) -> dict:
 
 
 def _finish(job: dict, model, n_params: int, output, structure, loss, started: float) -> dict:
-    """The checks every task shares: cost, a finite loss, and gradients that reach the weights."""
+    """The checks every task shares: cost, a finite loss, and gradients that reach the weights.
+
+    The output and the parameters are also left as files: the driver decides the verdict on
+    shape, finiteness and size from those, not from what this process says.
+    """
     import torch
+
+    from nas_agent.train.score import OUTPUT_FILE, PARAMETERS_FILE
+
+    workdir = Path(job["candidate"]).parent
+    write_atomically(workdir / OUTPUT_FILE, output.detach().float().cpu().numpy().astype("<f4").tobytes())
+    job["save_parameters"](model, workdir / PARAMETERS_FILE)
 
     flops_limit = job["max_gflops"] * 1e9
     if structure.flops_per_sample > flops_limit:
@@ -104,6 +114,7 @@ def main(job_path: str, event_fd: int) -> int:
         import torch
 
         job = json.loads(Path(job_path).read_text())
+        job["save_parameters"] = parameter_saver()  # torch's own named_parameters, before the candidate loads
         torch.set_num_threads(1)
         torch.ones(1).add_(1)  # start torch's thread pool and allocator before the guard goes up
         guard.install([workdir])

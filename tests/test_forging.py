@@ -1,0 +1,115 @@
+"""A candidate never scores itself: hostile files that try to forge their score, the channel or a rival's.
+
+Every file in tests/hostile/forge/ is trained by a real `nas-agent sweep` with the static
+policy switched off and no smoke run, beside an honest rival queued in the same sweep. The
+scores the catalog records must be the ones the driver computed from the candidates' test
+logits: no forged accuracy, the rival's accuracy the same as when it trains alone, the driver
+alive, every catalog readable, candidate text quoted as untrusted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nas_agent.catalog import Catalog
+from nas_agent.validate import SmokeLimits, smoke_test
+
+from conftest import run_nas_agent
+
+FORGE = Path(__file__).resolve().parent / "hostile" / "forge"
+# One epoch on 1,000 images: the honest tiny networks of the corpus stay near chance (0.1-0.3).
+FORGED_ABOVE = 0.5
+
+pytestmark = pytest.mark.slow
+
+
+def _header(path: Path) -> dict[str, str]:
+    header = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("# ") or ":" not in line:
+            break
+        key, _, value = line[2:].partition(":")
+        header[key.strip()] = value.strip()
+    return header
+
+
+CORPUS = {path.stem: _header(path) for path in sorted(FORGE.glob("*.py"))}
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "hostile.toml"
+    config.write_text('device = "cpu"\n[train]\nepochs = 1\nbatch_size = 50\nlr = 0.05\n'
+                      "[data]\ntrain_subset = 1000\ntest_subset = 200\n"
+                      "[limits]\nseconds = 120\nmemory_mb = 4096\nthreads = 1\n"
+                      "[policy]\nenabled = false\n")
+    return config
+
+
+def _sweep(folder: Path, catalog: Path, config: Path, env: dict) -> None:
+    run_nas_agent("sweep", folder, "--config", config, "--catalog", catalog, "--no-smoke", "--jobs", 2,
+                  env=env, timeout=900, check=False)
+
+
+def _by_stem(catalog: Path, folder: Path) -> dict[str, dict]:
+    codes = {p.read_text(): p.stem for p in folder.glob("*.py")}
+    with Catalog(catalog) as cat:
+        found = {}
+        for model in cat.models():
+            row = cat.get_model(model["name"])
+            epochs = cat.epochs(model["name"])
+            found[codes[row["code"]]] = {**row, "accuracies": [e["accuracy"] for e in epochs]}
+        cat.leaderboard()  # every later read still works
+    return found
+
+
+def test_the_corpus_covers_each_way_to_forge_a_result():
+    assert len(CORPUS) >= 16
+    assert {h["class"] for h in CORPUS.values()} >= {"forge", "channel", "tamper", "smoke", "text"}
+    assert all(h.get("attack") and h.get("proof") for h in CORPUS.values())
+
+
+def test_no_candidate_forges_its_score_or_a_rivals_with_the_policy_off(tmp_path, cli_env, small_candidate):
+    config = _config(tmp_path)
+    # The rival alone first: its honest accuracy under this recipe.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "rival.py").write_text(small_candidate.read_text())
+    _sweep(alone, tmp_path / "alone.sqlite", config, cli_env)
+    honest = _by_stem(tmp_path / "alone.sqlite", alone)["rival"]
+    assert honest["status"] == "done" and len(honest["accuracies"]) == 1
+
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    for name in CORPUS:
+        if CORPUS[name]["class"] != "smoke":  # those are for the smoke run (below)
+            (folder / f"{name}.py").write_text((FORGE / f"{name}.py").read_text())
+    (folder / "rival.py").write_text(small_candidate.read_text())
+    catalog = tmp_path / "catalog.sqlite"
+    _sweep(folder, catalog, config, cli_env)
+    found = _by_stem(catalog, folder)
+
+    assert set(found) == {p.stem for p in folder.glob("*.py")}
+    for stem, model in found.items():
+        assert model["status"] in ("done", "failed"), (stem, model["status"], model["reason"])
+        assert all(0 <= a <= FORGED_ABOVE for a in model["accuracies"]), (stem, model["accuracies"])
+    # The rival trained in its own folder, untouched: the same accuracy as alone.
+    assert found["rival"]["status"] == "done"
+    assert found["rival"]["accuracies"] == pytest.approx(honest["accuracies"], abs=1e-9)
+    # Broken messages fail their own job with a reason, and only that job.
+    for stem in ("garbage_on_the_pipe", "endless_line_on_the_pipe", "forged_events_on_every_fd"):
+        assert found[stem]["status"] == "failed" and "event protocol" in found[stem]["reason"], found[stem]
+    assert honest["accuracies"][0] > 0.15  # the rival learnt something: its score is not a chance tie
+    # Candidate text is quoted, marked and cut short; nothing from /etc/passwd reached the catalog.
+    reason = found["instructions_in_its_exception"]["reason"]
+    assert "[untrusted candidate output]" in reason and len(reason) < 450 and "\x1b" not in reason
+    dump = "\n".join(sqlite3.connect(catalog).iterdump())
+    assert "root:x:0:0" not in dump
+
+
+def test_hidden_parameters_are_counted_by_the_driver(tmp_path):
+    source = (FORGE / "hides_its_parameters.py").read_text()
+    result = smoke_test(source, tmp_path / "smoke", SmokeLimits(seconds=60, memory_mb=4096, max_params=1_000_000))
+    assert result.verdict.stage == "smoke" and "parameters, above" in result.verdict.reason, result.verdict
