@@ -25,6 +25,17 @@ def run_nas_agent(*args, env=None, timeout=300, check=True) -> subprocess.Comple
 SMALL_FRACTAL = {"N_BLOCKS": 3, "N_COLUMNS": 2, "BASE_CHANNELS": 16, "MAX_CHANNELS": 64}
 
 
+def corpus_header(path: Path) -> dict[str, str]:
+    """The `# key: value` lines that open a hostile corpus file (class, attack, proof or wall)."""
+    header = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("# ") or ":" not in line:
+            break
+        key, _, value = line[2:].partition(":")
+        header[key.strip()] = value.strip()
+    return header
+
+
 def cifar_archive_path() -> Path:
     return Path(os.environ.get("NAS_AGENT_TEST_DATA", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
 

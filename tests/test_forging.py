@@ -17,31 +17,22 @@ import pytest
 from nas_agent.catalog import Catalog
 from nas_agent.validate import SmokeLimits, smoke_test
 
-from conftest import run_nas_agent
+from conftest import corpus_header, run_nas_agent
 
 FORGE = Path(__file__).resolve().parent / "hostile" / "forge"
-# One epoch on 1,000 images: the honest tiny networks of the corpus stay near chance (0.1-0.3).
+# One epoch on 1,000 images: the honest tiny networks of the corpus stay near chance (0.1-0.3);
+# the rival (a small FractalNet) reaches about 0.26 on the 200 test images, far above chance.
 FORGED_ABOVE = 0.5
 
 pytestmark = pytest.mark.slow
 
 
-def _header(path: Path) -> dict[str, str]:
-    header = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith("# ") or ":" not in line:
-            break
-        key, _, value = line[2:].partition(":")
-        header[key.strip()] = value.strip()
-    return header
-
-
-CORPUS = {path.stem: _header(path) for path in sorted(FORGE.glob("*.py"))}
+CORPUS = {path.stem: corpus_header(path) for path in sorted(FORGE.glob("*.py"))}
 
 
 def _config(tmp_path: Path) -> Path:
     config = tmp_path / "hostile.toml"
-    config.write_text('device = "cpu"\n[train]\nepochs = 1\nbatch_size = 50\nlr = 0.05\n'
+    config.write_text('device = "cpu"\n[train]\nepochs = 1\nbatch_size = 25\nlr = 0.05\n'
                       "[data]\ntrain_subset = 1000\ntest_subset = 200\n"
                       "[limits]\nseconds = 120\nmemory_mb = 4096\nthreads = 1\n"
                       "[policy]\nenabled = false\n")
@@ -60,7 +51,8 @@ def _by_stem(catalog: Path, folder: Path) -> dict[str, dict]:
         for model in cat.models():
             row = cat.get_model(model["name"])
             epochs = cat.epochs(model["name"])
-            found[codes[row["code"]]] = {**row, "accuracies": [e["accuracy"] for e in epochs]}
+            found[codes[row["code"]]] = {**row, "accuracies": [e["accuracy"] for e in epochs],
+                                         "test_losses": [e["test_loss"] for e in epochs]}
         cat.leaderboard()  # every later read still works
     return found
 
@@ -98,10 +90,11 @@ def test_no_candidate_forges_its_score_or_a_rivals_with_the_policy_off(tmp_path,
     # The rival trained in its own folder, untouched: the same accuracy as alone.
     assert found["rival"]["status"] == "done"
     assert found["rival"]["accuracies"] == pytest.approx(honest["accuracies"], abs=1e-9)
+    assert found["rival"]["test_losses"] == pytest.approx(honest["test_losses"], abs=1e-9)
     # Broken messages fail their own job with a reason, and only that job.
     for stem in ("garbage_on_the_pipe", "endless_line_on_the_pipe", "forged_events_on_every_fd"):
         assert found[stem]["status"] == "failed" and "event protocol" in found[stem]["reason"], found[stem]
-    assert honest["accuracies"][0] > 0.15  # the rival learnt something: its score is not a chance tie
+    assert honest["accuracies"][0] > 0.18  # the rival learnt something (chance: 0.10 +- 0.02): not a tie
     # Candidate text is quoted, marked and cut short; nothing from /etc/passwd reached the catalog.
     reason = found["instructions_in_its_exception"]["reason"]
     assert "[untrusted candidate output]" in reason and len(reason) < 450 and "\x1b" not in reason

@@ -47,10 +47,11 @@ def sample_images(source: str, checkpoint: str | Path, n: int, workdir: str | Pa
     job = {"checkpoint": str(Path(checkpoint).resolve()), "n": n, "in_shape": list(in_shape),
            "out_shape": list(GENERATION_OUT_SHAPE), "seed": seed, "temperature": temperature,
            "device": device, "threads": threads}
-    limits = ChildLimits(seconds=seconds, memory_mb=memory_mb, threads=threads, file_mb=256,
+    limits = ChildLimits(seconds=seconds, memory_mb=memory_mb, threads=threads, file_mb=256, folder_mb=512,
                          seconds_key="limits.seconds", memory_key="limits.memory_mb")
     result = run_child("nas_agent.generative.sample_worker",
-                       {CANDIDATE_FILE: source, "job.json": json.dumps(job)}, workdir, limits, device=device)
+                       {CANDIDATE_FILE: source, "job.json": json.dumps(job)}, workdir, limits, device=device,
+                       readable=[job["checkpoint"]])
     failure = result.failure()
     if failure is not None:
         raise SampleError(f"sampling failed: {failure}")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from nas_agent.train.worker import describe, emit, load_candidate
+from nas_agent.train.worker import describe, emit, load_candidate, lock_down
 
 SAMPLES_FILE = "samples.u8"
 
@@ -23,7 +23,7 @@ def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     workdir = Path(job_path).parent
     try:
-        from nas_agent.train import guard, landlock
+        from nas_agent.train import landlock
 
         # First, while this is the only thread: the kernel's wall, inherited by every later thread.
         landlock.restrict([workdir])
@@ -38,7 +38,7 @@ def main(job_path: str, event_fd: int) -> int:
         device = resolve_device(job.get("device", "cpu"))
         state = torch.load(job["checkpoint"], map_location="cpu", weights_only=True)["model"]
         torch.ones(1, device=device).add_(1)  # initialise the device before the guard
-        guard.install([workdir])
+        lock_down(workdir, [workdir])
     except Exception as exc:  # our own set-up failed (or the checkpoint is unreadable)
         emit(events, "failed", stage="setup", reason=f"sampling set-up failed: {describe(exc)}")
         return 2

@@ -49,24 +49,32 @@ def _writes(mode, flags) -> bool:
 
 
 def install(writable: list[str | Path]) -> None:
-    """Forbid processes, sockets, ctypes, signals and writes outside `writable` for the rest of this process."""
+    """Forbid processes, sockets, ctypes, signals and writes outside `writable` for the rest of this process.
+
+    Everything the hook consults is bound in its closure, so rebinding this module's globals
+    does not loosen it. It is still code in the candidate's own interpreter: the OS jail
+    (nas_agent.sandbox) is the wall that holds when this one is taken apart.
+    """
     roots = tuple(os.path.realpath(p) for p in writable)
+    inside, writes, violation = _inside, _writes, SandboxViolation
+    path_events, process_events = dict(_PATH_EVENTS), frozenset(_PROCESS_EVENTS)
+    network_events, native_events = frozenset(_NETWORK_EVENTS), frozenset(_NATIVE_EVENTS)
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
-            if _writes(mode, flags) and not _inside(path, roots):
-                raise SandboxViolation(f"sandbox: writing {path!r} is not allowed (outside the sandbox folder)")
-        elif event in _PATH_EVENTS:
-            indices = _PATH_EVENTS[event]
+            if writes(mode, flags) and not inside(path, roots):
+                raise violation(f"sandbox: writing {path!r} is not allowed (outside the sandbox folder)")
+        elif event in path_events:
+            indices = path_events[event]
             for i in (indices if isinstance(indices, tuple) else (indices,)):
-                if i < len(args) and not _inside(args[i], roots):
-                    raise SandboxViolation(f"sandbox: {event} on {args[i]!r} is not allowed (outside the sandbox folder)")
-        elif event in _PROCESS_EVENTS or event.startswith("os.exec") or event.startswith("os.spawn"):
-            raise SandboxViolation(f"sandbox: {event} is not allowed (no new processes or signals)")
-        elif event in _NETWORK_EVENTS:
-            raise SandboxViolation(f"sandbox: {event} is not allowed (no network)")
-        elif event in _NATIVE_EVENTS:
-            raise SandboxViolation(f"sandbox: {event} is not allowed (no native code)")
+                if i < len(args) and not inside(args[i], roots):
+                    raise violation(f"sandbox: {event} on {args[i]!r} is not allowed (outside the sandbox folder)")
+        elif event in process_events or event.startswith(("os.exec", "os.spawn")):
+            raise violation(f"sandbox: {event} is not allowed (no new processes or signals)")
+        elif event in network_events:
+            raise violation(f"sandbox: {event} is not allowed (no network)")
+        elif event in native_events:
+            raise violation(f"sandbox: {event} is not allowed (no native code)")
 
     sys.addaudithook(hook)

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,6 +51,11 @@ def _child_env(workdir: Path, threads: int) -> dict[str, str]:
     return env
 
 
+def _tree_rss_mb(pid: int) -> float:
+    from nas_agent.sandbox.jail import tree_rss_mb
+    return tree_rss_mb(pid)
+
+
 @dataclass(frozen=True)
 class ChildLimits:
     """Limits on one child process; None leaves a limit unset."""
@@ -60,6 +65,7 @@ class ChildLimits:
     cpu_seconds: float | None = None     # CPU time (rlimit): a busy loop dies even if the clock is slow
     open_files: int | None = None        # open file descriptors (rlimit)
     file_mb: int | None = None           # largest file the child may write (rlimit)
+    folder_mb: int | None = None         # all it may keep in its job folder and writable folders (watchdog)
     threads: int = 0                     # torch / OpenMP threads; 0 leaves torch's default
     seconds_key: str = ""                # the config keys behind the limits, named in the reasons
     memory_key: str = ""
@@ -70,7 +76,9 @@ def _cite(key: str) -> str:
 
 
 def _limit_child(limits: ChildLimits, limit_address_space: bool):
-    """Runs in the child between fork and exec: die with the parent, cap memory, CPU time and files."""
+    """Runs in the child between fork and exec: die with the parent, cap memory, CPU time, files and cores."""
+    cpus = sorted(os.sched_getaffinity(0))[:limits.threads] if limits.threads > 0 else []
+
     def apply():
         try:  # Linux: SIGKILL the child when the driver dies, even by kill -9.
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -87,6 +95,8 @@ def _limit_child(limits: ChildLimits, limit_address_space: bool):
         if limits.file_mb is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb << 20, limits.file_mb << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if cpus:  # torch.set_num_threads(32) inside cannot take more cores (the jail refuses sched_setaffinity)
+            os.sched_setaffinity(0, cpus)
     return apply
 
 
@@ -147,6 +157,35 @@ def _tail(path: Path, lines: int = 20, max_bytes: int = 4096) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _folder_mb(folders, max_entries: int = 20_000) -> float:
+    """Bytes the child keeps in `folders`, in MB; infinite past `max_entries` files (a flood of empty files)."""
+    total, entries, todo = 0, 0, [str(f) for f in folders]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as scan:
+                for entry in scan:
+                    entries += 1
+                    if entries > max_entries:
+                        return float("inf")
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512  # sparse files count as stored
+        except OSError:
+            continue
+    return total / (1 << 20)
+
+
+def _write_exec_lock(workdir: Path, full: bool) -> None:
+    """Leave the compiled exec-lock filter for the worker to load before candidate code (nas_agent.sandbox.seccomp).
+
+    Unjailed (`full`), it carries the jail's rules as well. Without libseccomp on the driver there is none.
+    """
+    from nas_agent.sandbox import seccomp
+    if seccomp.available()[0]:
+        (workdir / seccomp.EXEC_LOCK_FILE).write_bytes(seccomp.exec_lock_bpf(full))
+
+
 def log_path_of(workdir: str | Path) -> Path:
     """Where a child's stdout and stderr go: beside its job folder, outside the jail's view."""
     workdir = Path(workdir)
@@ -177,33 +216,58 @@ class ChildResult:
 
 def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: ChildLimits, *,
               device: str = "cpu", on_event: Callable[[dict], None] = lambda event: None,
-              cancel: threading.Event | None = None) -> ChildResult:
+              cancel: threading.Event | None = None, readable: Sequence[str | Path] = (),
+              writable: Sequence[str | Path] = ()) -> ChildResult:
     """Run `python -m WORKER workdir/job.json EVENT_FD` in a fresh `workdir` holding `files`.
 
+    The child runs in a bubblewrap jail (nas_agent.sandbox): it sees Python, the package,
+    `readable` (read-only), `workdir` and `writable` (read-write), and nothing else of the host.
+    Where the host cannot build the jail, the child is refused unless allow_unjailed(True) was
+    called or NAS_AGENT_ALLOW_UNJAILED=1 is set.
     The worker reports JSON events on the pipe EVENT_FD; `on_event` sees each as it arrives.
     Setting `cancel` kills the child; its result then says "interrupted".
     """
-    workdir = Path(workdir)
+    from nas_agent.sandbox import walls
+    walls_here = walls.probe()
+    if not walls_here.jail_ok and not walls.unjailed_allowed():
+        return ChildResult(killed_for=f"refused: this host cannot jail candidate code ({walls_here.why_not()}); "
+                                      "pass --allow-unjailed to run it without OS isolation")
+    workdir = Path(workdir).resolve()  # the jail binds real paths, and job.json names them
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "tmp").mkdir(parents=True)
     for name, text in files.items():
         (workdir / name).write_text(text)
+    _write_exec_lock(workdir, full=not walls_here.jail_ok)
     log_path = log_path_of(workdir)
 
     on_gpu = device.startswith("cuda") or (device == "auto" and _cuda_visible())
     read_fd, write_fd = os.pipe()
+    command = [sys.executable, "-m", worker, str(workdir / "job.json"), str(write_fd)]
+    env, pass_fds, seccomp_fd = _child_env(workdir, limits.threads), [write_fd], None
+    jailed = walls_here.jail_ok
     started = time.monotonic()
     try:
+        if jailed:
+            from nas_agent.sandbox.jail import JailSpec, jail_argv
+            from nas_agent.sandbox.seccomp import jail_filter_fd
+            for folder in writable:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            seccomp_fd = jail_filter_fd()
+            pass_fds.append(seccomp_fd)
+            spec = JailSpec(writable=tuple(map(str, [workdir, *writable])), readable=tuple(map(str, readable)),
+                            cuda=on_gpu, env=env)
+            command = jail_argv(spec, command, seccomp_fd=seccomp_fd)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", worker, str(workdir / "job.json"), str(write_fd)],
-                cwd=workdir, env=_child_env(workdir, limits.threads), stdin=subprocess.DEVNULL,
+                command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=(write_fd,), preexec_fn=_limit_child(limits, not on_gpu),
+                pass_fds=tuple(pass_fds), preexec_fn=_limit_child(limits, not on_gpu),
             )
     finally:
         os.close(write_fd)
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
     inbox: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_read_events, args=(os.fdopen(read_fd, "rb"), inbox), daemon=True)
     reader.start()
@@ -239,12 +303,17 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
             result.killed_for = "interrupted: the run was stopped"
         elif time.monotonic() - started > limits.seconds:
             result.killed_for = f"timeout: still running after {limits.seconds:g} s{_cite(limits.seconds_key)}"
-        elif _rss_mb(proc.pid) > limits.memory_mb:
+        elif (_tree_rss_mb(proc.pid) if jailed else _rss_mb(proc.pid)) > limits.memory_mb:
             result.killed_for = (f"out of memory: resident memory above {limits.memory_mb} MB"
                                  f"{_cite(limits.memory_key)}")
+        elif limits.folder_mb is not None and _folder_mb([workdir, *writable]) > limits.folder_mb:
+            result.killed_for = f"out of disk: its folders hold more than {limits.folder_mb} MB"
         if result.killed_for:
             break
     result.returncode = proc.wait() if not result.killed_for else None
+    if jailed and result.returncode is not None:  # bwrap says 128+N for a command killed by signal N
+        from nas_agent.sandbox.jail import exit_status
+        result.returncode = exit_status(result.returncode)
     _kill_group(proc)  # the child if a limit was hit, and anything it left in its process group
     reader.join(timeout=5)
     while not inbox.empty() and not result.killed_for:  # events that arrived while we stopped waiting
@@ -341,13 +410,16 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     workdir = Path(workdir)
     view, test_labels = write_child_view(job.dataset_cache, job.train_subset, job.test_subset,
                                          int(job.train.get("seed", 0)), workdir.parent / ".views")
-    child_job = replace(job, dataset_cache=str(view), train_subset=0, test_subset=0)
+    child_job = replace(job, dataset_cache=str(view.resolve()), train_subset=0, test_subset=0)
     scorer = _EpochScorer(job, workdir, test_labels, on_event)
     limits = ChildLimits(seconds=job.seconds, memory_mb=job.memory_mb, threads=job.threads,
-                         file_mb=max(1024, job.memory_mb), seconds_key="limits.seconds",
+                         file_mb=max(1024, job.memory_mb), folder_mb=2 * max(1024, job.memory_mb) + 1024,
+                         seconds_key="limits.seconds",
                          memory_key="limits.memory_mb")
     result = run_child("nas_agent.train.worker", {CANDIDATE_FILE: job.source, "job.json": child_job.to_json()},
-                       workdir, limits, device=job.device, on_event=scorer.relay, cancel=cancel)
+                       workdir, limits, device=job.device, on_event=scorer.relay, cancel=cancel,
+                       readable=[view, *([job.init_from] if job.init_from else [])],
+                       writable=[Path(job.checkpoint).parent] if job.checkpoint else [])
     outcome = scorer.outcome
     outcome.seconds, outcome.log_tail = result.seconds, result.log_tail
     if result.killed_for:

@@ -2,7 +2,7 @@
 
 A candidate never scores itself. The training child gets the training images with their
 labels and the test images without theirs (`write_child_view`); each epoch it leaves the
-test logits as raw float32 in its job folder, and a safetensors file of its parameters.
+test logits as raw float32 in its job folder, and a JSON file of its parameters' shapes.
 This module reads those files as untrusted bytes (no pickle, no symlinks, exact sizes)
 and computes accuracy, loss and parameter count. It never imports candidate code.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 LOGITS_FILE = "logits-{epoch}.f32"       # N x classes float32, little-endian, row-major
-PARAMETERS_FILE = "parameters.safetensors"
+PARAMETERS_FILE = "parameters.json"      # {name: [shape...]} of torch's own named_parameters
 OUTPUT_FILE = "output.f32"               # the smoke run's forward output on the driver's batch
-_MAX_HEADER_BYTES = 16 << 20             # a safetensors header is JSON; 16 MiB is far beyond any real model
+_MAX_SHAPES_BYTES = 16 << 20             # 16 MiB of names and shapes is far beyond any real model
 
 
 class ScoreError(ValueError):
@@ -86,27 +87,18 @@ def score_logits(logits: np.ndarray, labels: np.ndarray) -> TestScore:
 
 
 def count_parameters(path: Path) -> int:
-    """Parameters in a safetensors file, read from its header alone (no tensor is loaded)."""
-    head = read_untrusted(path, 1 << 40)[: 8 + _MAX_HEADER_BYTES]
-    if len(head) < 8:
-        raise ScoreError(f"{path.name} is not a safetensors file")
-    size = int.from_bytes(head[:8], "little")
-    if size > _MAX_HEADER_BYTES or len(head) < 8 + size:
-        raise ScoreError(f"{path.name}: header of {size:,} bytes")
+    """Parameters named in the child's shapes file (an object of name -> list of dimensions)."""
     try:
-        header = json.loads(head[8:8 + size])
+        shapes = json.loads(read_untrusted(path, _MAX_SHAPES_BYTES))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ScoreError(f"{path.name}: unreadable header") from None
-    if not isinstance(header, dict):
-        raise ScoreError(f"{path.name}: header is not an object")
+        raise ScoreError(f"{path.name} is not JSON") from None
+    if not isinstance(shapes, dict):
+        raise ScoreError(f"{path.name} is not an object of shapes")
     total = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and 0 <= d < 1 << 40 for d in shape):
+    for name, shape in shapes.items():
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 1 << 40 for d in shape):
             raise ScoreError(f"{path.name}: tensor {name[:60]!r} has no valid shape")
-        total += int(np.prod(shape, dtype=np.int64)) if shape else 1
+        total += math.prod(shape)  # Python ints: no overflow, an empty shape is a scalar (1)
     return total
 
 

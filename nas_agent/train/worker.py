@@ -61,26 +61,43 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def parameter_saver():
-    """A function writing a model's parameters as safetensors (no pickle) for the driver to count.
+    """A function writing a model's parameter shapes (JSON, no pickle) for the driver to count.
 
     Call it before any candidate is imported: it holds torch's own `named_parameters`, so a
-    Net that overrides parameters() or named_parameters() cannot hide its weights.
+    Net that overrides parameters() or named_parameters() cannot hide its weights. Shapes,
+    not weights: a 55 M-parameter model must be counted and refused, not written out.
     """
-    from safetensors.torch import save_file
     from torch.nn import Module
 
     named_parameters = Module.named_parameters
 
     def save(model, path: Path) -> None:
-        save_file({name: p.detach().cpu().contiguous().clone() for name, p in named_parameters(model)}, str(path))
+        shapes = {name: list(p.shape) for name, p in named_parameters(model)}
+        write_atomically(path, json.dumps(shapes).encode())
     return save
+
+
+def lock_down(workdir: Path, writable: list[Path]) -> None:
+    """The last step before candidate code loads: refuse execve (seccomp), then the audit-hook guard.
+
+    The driver left the compiled filter in the job folder (in the jail, the exec lock on top of the
+    jail's own filter; unjailed, the jail's rules too); it is loaded on every thread, then deleted.
+    """
+    from nas_agent.sandbox import seccomp
+    from nas_agent.train import guard
+
+    program = workdir / seccomp.EXEC_LOCK_FILE
+    if program.exists():
+        seccomp.load_bpf(program.read_bytes())
+        program.unlink()
+    guard.install(writable)
 
 
 def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     workdir = Path(job_path).parent
     try:
-        from nas_agent.train import guard, landlock
+        from nas_agent.train import landlock
         from nas_agent.train.job import CANDIDATE_FILE, TrainJob
         from nas_agent.train.score import LOGITS_FILE, PARAMETERS_FILE
 
@@ -108,7 +125,7 @@ def main(job_path: str, event_fd: int) -> int:
         init_state = torch.load(job.init_from, map_location="cpu", weights_only=True)["model"] if job.init_from else None
         torch.ones(1, device=device).add_(1)  # initialise the device (CUDA loads libraries) before the guard
         save_parameters = parameter_saver()
-        guard.install(writable)
+        lock_down(workdir, writable)
     except Exception as exc:  # our own set-up failed: say so, it is not the candidate's fault
         emit(events, "failed", stage="setup", reason=describe(exc), traceback=traceback.format_exc())
         return 2

@@ -50,7 +50,7 @@ def smoke_test(source: str, workdir: str | Path, limits: SmokeLimits = SmokeLimi
            "out_shape": list(out_shape), "max_params": limits.max_params, "max_gflops": limits.max_gflops,
            "batch": limits.batch, "task": task}
     child_limits = ChildLimits(seconds=limits.seconds, memory_mb=limits.memory_mb, cpu_seconds=limits.seconds,
-                               open_files=256, file_mb=16, threads=1,
+                               open_files=256, file_mb=16, folder_mb=64, threads=1,
                                seconds_key="validate.smoke_seconds", memory_key="validate.smoke_memory_mb")
     result = run_child("nas_agent.validate.smoke_worker", {CANDIDATE_FILE: source, "job.json": json.dumps(job)},
                        workdir, child_limits, device="cpu")
@@ -70,7 +70,7 @@ def _verdict_inputs(result, workdir: Path, limits: SmokeLimits, in_shape, out_sh
     """The checked `done` event with the driver's own parameter count; SmokeRejection says why not.
 
     The child's checks give early, specific reasons; the verdict rests on the driver's: the
-    parameter count from the safetensors header, the output's shape and finiteness from its file.
+    parameter count from the shapes file, the output's shape and finiteness from its file.
     """
     failure = result.failure()
     if failure is not None:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from nas_agent.train.worker import describe, emit, load_candidate, parameter_saver, write_atomically
+from nas_agent.train.worker import describe, emit, load_candidate, lock_down, parameter_saver, write_atomically
 
 
 class SmokeFailure(Exception):
@@ -107,7 +107,7 @@ def main(job_path: str, event_fd: int) -> int:
     started = time.monotonic()
     workdir = Path(job_path).parent
     try:
-        from nas_agent.train import guard, landlock
+        from nas_agent.train import landlock
 
         # First, while this is the only thread: the kernel's wall, inherited by every later thread.
         landlock_abi = landlock.restrict([workdir])
@@ -117,7 +117,7 @@ def main(job_path: str, event_fd: int) -> int:
         job["save_parameters"] = parameter_saver()  # torch's own named_parameters, before the candidate loads
         torch.set_num_threads(1)
         torch.ones(1).add_(1)  # start torch's thread pool and allocator before the guard goes up
-        guard.install([workdir])
+        lock_down(workdir, [workdir])
     except Exception as exc:  # our own set-up failed: not the candidate's fault
         emit(events, "failed", stage="setup", reason=f"smoke set-up failed: {describe(exc)}")
         return 2

