@@ -51,6 +51,38 @@ HOSTILE = {
     "star import": "from torch import *",
     "default arg smuggling": "def f(e=eval):\n    return e('1')",
     "cpp extension": "import torch.utils.cpp_extension",
+    # Gaps a hostile LLM found in the deny-list, each closed since.
+    "fullwidth eval (NFKC)": "x = \uff45\uff56\uff41\uff4c('1')",
+    "fullwidth torch.save": "import torch\ntorch.\uff53\uff41\uff56\uff45({}, 'w.pt')",
+    "builtin bound in dead code": "if False:\n    eval = None\nx = eval('1')",
+    "builtin declared global": "def f():\n    global exec\n    exec('import os')",
+    "getattr as a value": "ga = getattr\nf = ga(object, 'x')",
+    "getattr through reduce": "import functools\nf = functools.reduce(getattr, ['a', 'b'], object)",
+    "getattr with star args": "args = (object, '__subclasses__')\nf = getattr(*args)",
+    "torch.os re-export": "import torch\ntorch.os.system('id')",
+    "torch.sys re-export": "import torch\nm = torch.sys.modules",
+    "torch.builtins re-export": "import torch\nf = torch.builtins.open",
+    "torch.importlib re-export": "import torch\nm = torch.importlib.import_module('os')",
+    "torch.inspect re-export": "import torch\ns = torch.inspect.stack()",
+    "distributed through nn.parallel": "import torch\nd = torch.nn.parallel.distributed.dist",
+    "typing.sys re-export": "import typing\nm = typing.sys.modules",
+    "walrus alias": "import torch\ny = (t := torch).load('w.pt')",
+    "module in a list": "import torch\nmods = [torch]\nmods[0].load('w.pt')",
+    "module as an argument": "import torch\ndef f(m):\n    return m.load('w.pt')\nf(torch)",
+    "private attribute on a local": "def f(t):\n    return t._cdata",
+    "dunder in a match pattern": "match e:\n    case object(__class__=c):\n        pass",
+    "private in a match pattern": "match e:\n    case object(_x=c):\n        pass",
+    "format reaching attributes": "s = '{0.__traceback__.tb_frame}'.format(e)",
+    "format on a computed string": "s = ('{0.' + 'x}').format(e)",
+    "format_map": "s = '{a.b}'.format_map(d)",
+    "string annotation": "def f(x: \"__import__('os').system('id')\"):\n    pass",
+    "module attribute assignment": "import torch.nn.functional as F\nF.cross_entropy = lambda *a: 0",
+    "class attribute assignment": "from torch import Tensor\nTensor.argmax = lambda self, dim=None: self",
+    "nested module assignment": "import torch\ntorch.nn.Module.__call__ = None",
+    "augmented module assignment": "import math\nmath.pi += 1",
+    "setattr on a module": "import torch\nsetattr(torch, 'load', None)",
+    "deleting from a module": "import torch\ndel torch.nn.functional.relu",
+    "aten kernel replaced": "import torch\nlib = torch.library.Library('aten', 'IMPL')",
 }
 
 
@@ -70,6 +102,14 @@ def test_hostile_code_is_rejected_at_policy_with_a_line(name):
     "x = layer.open",                                    # an attribute named like a builtin
     "import torch\nn = torch.nn.utils.clip_grad_norm_",
     "h = getattr(module, 'weight')",
+    "import collections\nok = isinstance([], collections.abc.Sequence)",   # a submodule of an allowed one
+    "import torch\nt = torch\ny = t.zeros(1)",                 # a plain alias of a module
+    "import torch\nuse = torch.cuda.is_available()",
+    "def f(self):\n    return self._cache",                   # private attributes of the model itself
+    "s = '{} of {:>4}'.format(1, 2)",                        # plain format fields
+    "match x:\n    case [a, b]:\n        pass",
+    "from torch import nn\ndef forward(self, x: int) -> int:\n    return x",
+    "import torch\nacts = {'relu': torch.relu}\nf = acts['relu']",
 ])
 def test_model_code_passes(source):
     assert check_policy(source).ok, check_policy(source)

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import importlib
+import string
 import symtable
+import sys
+import types
+import unicodedata
+from functools import lru_cache
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.metadata import PositionProvider
 
 from nas_agent.validate.verdict import Verdict
@@ -30,6 +37,8 @@ DEFAULT_FORBIDDEN_QUALIFIED = (
     "torch.set_num_threads", "torch.set_num_interop_threads", "torch.from_file", "torch.storage",
     "torch.package", "torch.serialization", "torch.compiler", "torch.profiler", "torch.autograd.profiler",
     "torch.jit", "torch.onnx", "torch.export", "torch.UntypedStorage", "torch.TypedStorage",
+    # Kernels and dispatch rewritten under every caller: torch.library.impl("aten::eq"), overrides, modes.
+    "torch.library", "torch.overrides", "torch.utils._python_dispatch",
     # Name-based access that bypasses attribute checks, and eval in disguise (string annotations).
     "operator.attrgetter", "operator.methodcaller", "typing.get_type_hints", "typing.ForwardRef",
 )
@@ -84,35 +93,40 @@ def _module_name(node) -> str:
 
 
 def _builtin_uses(code: str, names: tuple[str, ...]) -> set[str]:
-    """Which of `names` the code uses as the builtins, not as its own variables.
+    """Which of `names` the code may reach as the builtins, not only as a function's own variables.
 
     Python's compiler symbol table knows each scope's bindings exactly (a parameter called
     `input` is not the builtin `input`), and it is far cheaper than a libcst scope analysis.
+    Any use or binding at module level counts, and so does a global one in a function: a
+    module-level `eval = ...` in dead code, or `global eval`, must not make `eval(...)` pass.
     """
     wanted = set(names)
     found: set[str] = set()
     module = symtable.symtable(code, "<candidate>", "exec")
-    bound_globally = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
     stack = [module]
     while stack:
         table = stack.pop()
         stack.extend(table.get_children())
         for symbol in table.get_symbols():
             name = symbol.get_name()
-            if name not in wanted or not symbol.is_referenced() or name in bound_globally:
+            if name not in wanted:
                 continue
-            if table is module or (symbol.is_global() and not symbol.is_declared_global()):
+            if table is module or symbol.is_global() or symbol.is_declared_global():
                 found.add(name)
     return found
 
 
 class _PolicyVisitor(cst.CSTVisitor):
-    def __init__(self, config: PolicyConfig, builtins_used: set[str]):
+    def __init__(self, config: PolicyConfig, builtins_used: set[str], name_functions_used: set[str]):
         super().__init__()
         self.config = config
         self.builtins_used = builtins_used  # forbidden names used as the builtins (see _builtin_uses)
+        self.name_functions_used = name_functions_used  # getattr and friends, as the builtins
         self.aliases: dict[str, str] = {}  # local name -> the qualified name it stands for
         self.attribute_names: set[int] = set()  # ids of the Name nodes that are `x.<name>`
+        self.attribute_bases: set[int] = set()  # ids of the nodes that are the `x` of `x.<name>`
+        self.called: set[int] = set()           # ids of the nodes that are called: `f` of `f(...)`
+        self.bound: set[int] = set()            # ids of Name nodes being bound (imports, alias targets)
 
     def _qualify(self, dotted: str) -> str:
         head, _, rest = dotted.partition(".")
@@ -126,6 +140,13 @@ class _PolicyVisitor(cst.CSTVisitor):
             if qualified == forbidden or qualified.startswith(forbidden + "."):
                 raise _PolicyViolation(node, f"{qualified} is not allowed (file, process, native or "
                                              f"serialisation access): candidates must stay pure model code")
+        allowed_roots = {name.partition(".")[0] for name in self.config.allowed_imports}
+        for module in _modules_along(qualified):
+            # Modules re-export what they import: torch.os, typing.sys, torch.nn.parallel.distributed.dist.
+            # Only modules under an allowed root pass (collections.abc, torch.cuda), private ones never.
+            if module.partition(".")[0] not in allowed_roots or any(p.startswith("_") for p in module.split(".")) \
+                    or any(module == f or module.startswith(f + ".") for f in self.config.forbidden_qualified):
+                raise _PolicyViolation(node, f"{qualified} is the module {module}, which candidates may not use")
         # `qualified` is already resolved through aliases, so compare against imported module roots.
         imported_roots = {target.partition(".")[0] for target in self.aliases.values()}
         if qualified.partition(".")[0] in imported_roots and any(p.startswith("_") for p in qualified.split(".")[1:]):
@@ -133,6 +154,7 @@ class _PolicyVisitor(cst.CSTVisitor):
 
     # imports
     def visit_Import(self, node: cst.Import) -> None:
+        self.bound.update(id(n) for n in m.findall(node, m.Name()))
         for alias in node.names:
             module = _module_name(alias.name)
             if not self.config.import_allowed(module):
@@ -144,6 +166,7 @@ class _PolicyVisitor(cst.CSTVisitor):
             self.aliases[local] = module if alias.asname else local
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        self.bound.update(id(n) for n in m.findall(node, m.Name()))
         if node.relative:
             raise _PolicyViolation(node, "relative imports are not allowed")
         module = _module_name(node.module)
@@ -161,24 +184,42 @@ class _PolicyVisitor(cst.CSTVisitor):
 
     # names and attributes
     def visit_Name(self, node: cst.Name) -> None:
+        _check_identifier(node, node.value)
+        if id(node) in self.attribute_names or id(node) in self.bound:
+            return
         # A parameter or local called `input` is harmless; the builtin of that name is not.
-        if node.value in self.builtins_used and id(node) not in self.attribute_names:
+        if node.value in self.builtins_used:
             raise _PolicyViolation(node, f"the builtin {node.value} is not allowed in candidate code")
+        if node.value in self.name_functions_used and id(node) not in self.called:
+            raise _PolicyViolation(node, f"{node.value} may only be called (with a literal name), not passed around")
+        # A module is reached through its attributes only: in a list, an argument or a walrus it
+        # would carry torch.save past every check.
+        if node.value in self.aliases and id(node) not in self.attribute_bases \
+                and _is_module(self.aliases[node.value]):
+            raise _PolicyViolation(node, f"the module {node.value} may only be used as `{node.value}.name`")
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.attribute_names.add(id(node.attr))
+        self.attribute_bases.add(id(node.value))
         attr = node.attr.value
+        _check_identifier(node, attr)
         if attr.startswith("__") and attr.endswith("__") and attr not in ALLOWED_DUNDER_ATTRIBUTES:
             raise _PolicyViolation(node, f"access to the dunder attribute {attr} is not allowed")
         if attr in self.config.forbidden_attributes:
             raise _PolicyViolation(node, f"access to {attr} (interpreter internals) is not allowed")
+        if attr.startswith("_") and attr not in ALLOWED_DUNDER_ATTRIBUTES \
+                and not (isinstance(node.value, cst.Name) and node.value.value == "self"):
+            raise _PolicyViolation(node, f"the private attribute {attr} is only allowed on self")
         dotted = _dotted(node)
         if dotted:
             self._check_qualified(node, self._qualify(dotted))
 
     def visit_Call(self, node: cst.Call) -> None:
+        self.called.add(id(node.func))
         func = _dotted(node.func)
-        if func in NAME_FUNCTIONS and len(node.args) >= 2:
+        if func in NAME_FUNCTIONS:
+            if len(node.args) < 2 or any(arg.star for arg in node.args[:2]):
+                raise _PolicyViolation(node, f"{func} needs an object and a literal attribute name")
             name = node.args[1].value
             if not isinstance(name, cst.SimpleString):
                 raise _PolicyViolation(node, f"{func} with a computed attribute name is not allowed; "
@@ -190,16 +231,114 @@ class _PolicyVisitor(cst.CSTVisitor):
                 raise _PolicyViolation(node, f"{func} of {attr!r} (interpreter internals) is not allowed")
             target = _dotted(node.args[0].value)
             if target:  # getattr(torch, "save") is torch.save
+                self.attribute_bases.add(id(node.args[0].value))
                 self._check_qualified(node, self._qualify(f"{target}.{attr}"))
+                if func == "setattr" and target.partition(".")[0] in self.aliases:
+                    raise _PolicyViolation(node, f"setattr on {target} (an imported module or class) is not allowed")
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("format", "format_map"):
+            _check_format(node)
+
+    def _alias(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        # `t = torch` makes t another name for torch: follow it like an import alias.
+        source = _dotted(value)
+        if source is None or source.partition(".")[0] not in self.aliases or not isinstance(target, cst.Name):
+            return
+        self.aliases[target.value] = self._qualify(source)
+        self.bound.add(id(target))
+        if isinstance(value, cst.Name):
+            self.attribute_bases.add(id(value))  # `t = torch` is an alias, not a use of the module as a value
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        # `t = torch` makes t another name for torch: follow it like an import alias.
-        source = _dotted(node.value)
-        if source is None or source.partition(".")[0] not in self.aliases:
-            return
         for target in node.targets:
-            if isinstance(target.target, cst.Name):
-                self.aliases[target.target.value] = self._qualify(source)
+            self._check_target(target.target)
+            self._alias(target.target, node.value)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._check_target(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._check_target(node.target)
+
+    def visit_Del(self, node: cst.Del) -> None:
+        self._check_target(node.target)
+
+    def _check_target(self, target: cst.BaseExpression) -> None:
+        """No assignment into imported modules or classes (F.cross_entropy = ..., nn.Module.__call__ = ...)."""
+        for element in m.findall(target, m.Attribute() | m.Subscript()):
+            root = element
+            while isinstance(root, (cst.Attribute, cst.Subscript)):
+                root = root.value
+            if isinstance(root, cst.Name) and root.value in self.aliases:
+                raise _PolicyViolation(target, f"assigning into {root.value} (an imported module or class) "
+                                               f"is not allowed")
+
+    def visit_Annotation(self, node: cst.Annotation) -> None:
+        # A string annotation is code that typing.get_type_hints (functools.singledispatch...) evaluates.
+        if m.findall(node, m.SimpleString() | m.ConcatenatedString() | m.FormattedString()):
+            raise _PolicyViolation(node, "string annotations are not allowed: write the type itself")
+
+    def visit_MatchKeywordElement(self, node: cst.MatchKeywordElement) -> None:
+        if node.key.value.startswith("_"):
+            raise _PolicyViolation(node, f"matching the private attribute {node.key.value} is not allowed")
+
+
+def _check_identifier(node: cst.CSTNode, name: str) -> None:
+    # Python reads identifiers NFKC-normalised: `ｅｖａｌ` is `eval`. Model code needs no such names.
+    if not name.isascii():
+        raise _PolicyViolation(node, f"the identifier {name!r} is not ASCII (Python reads it as "
+                                     f"{unicodedata.normalize('NFKC', name)!r})")
+
+
+def _check_format(node: cst.Call) -> None:
+    """`"{0.__class__}".format(e)` reaches attributes by name: allow only literal formats with plain fields."""
+    base = node.func.value
+    if not isinstance(base, (cst.SimpleString, cst.ConcatenatedString)):
+        raise _PolicyViolation(node, "format on a string that is not a literal is not allowed")
+    text = base.evaluated_value
+    if not isinstance(text, str):
+        raise _PolicyViolation(node, "format on bytes is not allowed")
+    try:
+        fields = [field for _, field, spec, _ in string.Formatter().parse(text) if field is not None]
+        specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if spec]
+    except ValueError as exc:
+        raise _PolicyViolation(node, f"malformed format string: {exc}") from None
+    if any("." in f or "[" in f for f in fields + specs):
+        raise _PolicyViolation(node, "format fields that reach attributes or items are not allowed; "
+                                     "use an f-string with the expression itself")
+
+
+@lru_cache(maxsize=4096)
+def _modules_along(qualified: str) -> tuple[str, ...]:
+    """The names of the module objects met walking `qualified` from its (already allowed) root module.
+
+    Only modules are followed: the walk stops at the first attribute that is not one, or is missing.
+    """
+    parts = qualified.split(".")
+    try:
+        obj = sys.modules.get(parts[0]) or importlib.import_module(parts[0])
+    except Exception:  # not importable here: the contract stage will say so
+        return ()
+    found = []
+    for part in parts[1:]:
+        try:
+            obj = getattr(obj, part)
+        except Exception:
+            break
+        if not isinstance(obj, types.ModuleType):
+            break
+        found.append(obj.__name__)
+    return tuple(found)
+
+
+def _is_module(qualified: str) -> bool:
+    """Whether `qualified` (a root module and attributes) names a module object."""
+    if "." not in qualified:
+        try:
+            return isinstance(sys.modules.get(qualified) or importlib.import_module(qualified), types.ModuleType)
+        except Exception:
+            return False
+    along = _modules_along(qualified)
+    return len(along) == qualified.count(".")
 
 
 def check_size(source: str, config: PolicyConfig | None = None) -> Verdict:
@@ -229,13 +368,14 @@ def check_policy(source: str | cst.Module, config: PolicyConfig | None = None, *
             return Verdict.reject("parse", f"syntax error at line {exc.raw_line}: {exc.message}")
     else:
         module = source
+    code = source if isinstance(source, str) else (text or module.code)
     try:
-        builtins_used = _builtin_uses(source if isinstance(source, str) else (text or module.code),
-                                      config.forbidden_names)
+        builtins_used = _builtin_uses(code, config.forbidden_names)
+        name_functions_used = _builtin_uses(code, NAME_FUNCTIONS)
     except SyntaxError as exc:  # valid grammar, invalid program (e.g. `return` outside a function)
         return Verdict.reject("parse", f"line {exc.lineno}: {exc.msg}")
     try:
-        module.visit(_PolicyVisitor(config, builtins_used))
+        module.visit(_PolicyVisitor(config, builtins_used, name_functions_used))
     except _PolicyViolation as violation:
         line = _line_of(module, violation.node)
         return Verdict.reject("policy", (f"line {line}: " if line else "") + str(violation))
