@@ -1,4 +1,9 @@
-"""One configuration object per run: loaded from conf/*.toml, overridable from the command line."""
+"""One configuration object per run: loaded from conf/*.toml, overridable from the command line.
+
+conf/default.toml is the base layer of every config file: a key a file leaves out has the
+default's value. The dataclasses below hold the same values (a test keeps the two equal), so
+code that builds a TrainConfig() gets the recipe a user reads in default.toml.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,10 @@ class TrainConfig:
     """The training recipe every candidate of a run gets."""
 
     epochs: int = 5
-    batch_size: int = 512
+    batch_size: int = 256
     eval_batch_size: int = 0            # 0: 1000 on CUDA, 64 on CPU (where large batches run slower)
     optimizer: str = "sgd"              # sgd | adamw
-    lr: float = 0.2
+    lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -159,7 +164,6 @@ class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     catalog: str = "runs/catalog.sqlite"
-    checkpoints: str = "runs/checkpoints"
     task: str = "img-classification"
     dataset: str = "cifar-10"
     template: str = "templates/fractalnet.py"
@@ -291,19 +295,36 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return _check(_build(Config, data, source), source)
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load a TOML config (a path, or a name in conf/ such as `paper`); None gives conf/default.toml."""
-    if path is None:
-        path = CONF_DIR / "default.toml"
-    path = Path(path)
-    if not path.exists() and not path.suffix and (CONF_DIR / f"{path}.toml").exists():
-        path = CONF_DIR / f"{path}.toml"
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, section by section; a value inside a section (a strategy mix, a
+    `params` table) replaces the base's whole, so `strategies = {mutate = 1}` means mutate alone."""
+    merged = dict(base)
+    for key, value in top.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a TOML config (a path, or a name in conf/ such as `paper`) over conf/default.toml; None gives the default."""
+    default = CONF_DIR / "default.toml"
+    path = Path(path) if path is not None else default
+    if not path.exists() and not path.suffix and (CONF_DIR / f"{path}.toml").exists():
+        path = CONF_DIR / f"{path}.toml"
+    data = _read_toml(path)
+    if path.resolve() != default.resolve():
+        data = _layer(_read_toml(default), data)
     return from_dict(data, source=str(path))

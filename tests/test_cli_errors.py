@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nas_agent.config import ConfigError, from_dict, load_config
+from nas_agent.config import Config, ConfigError, from_dict, load_config
 
 from conftest import CANDIDATES
 
@@ -76,6 +76,26 @@ def test_config_validation():
     assert from_dict({"train": {"lr": 1}}).train.lr == 1.0  # an int where a float is expected is fine
     cfg = load_config("paper").with_overrides({"train.epochs": 2, "data.dir": "/x", "device": None})
     assert (cfg.train.epochs, cfg.data.dir, cfg.device) == (2, "/x", "auto")
+    with pytest.raises(ConfigError, match="unknown key.*checkpoints"):  # a key nothing reads is refused
+        from_dict({"checkpoints": "runs/checkpoints"})
+
+
+def test_default_toml_is_the_one_source_of_defaults(tmp_path):
+    # The dataclasses and the shipped default.toml say the same, so TrainConfig() in code is the user's recipe.
+    assert load_config(None).to_dict() == Config().to_dict()
+    # A file that leaves keys out gets default.toml's values; a table value replaces the default's whole.
+    partial = tmp_path / "partial.toml"
+    partial.write_text('name = "partial"\n[train]\nepochs = 2\n[search]\nstrategies = { mutate = 1.0 }\n')
+    cfg = load_config(partial)
+    default = load_config(None)
+    assert (cfg.name, cfg.train.epochs) == ("partial", 2)
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.llm.model) == (default.train.batch_size, default.train.lr,
+                                                                   default.llm.model)
+    assert cfg.search.strategies == {"mutate": 1.0} and cfg.search.budget == default.search.budget
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\nepochs = 2\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
 
 
 def test_hostile_file_is_rejected_at_policy_and_never_run(tmp_path, cli_env):
