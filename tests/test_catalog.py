@@ -22,6 +22,7 @@ from nas_agent.catalog import (
     prm_uid,
 )
 from nas_agent.catalog.lemur import DATA_COLUMNS, data
+from nas_agent.catalog.store import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,71 @@ def test_schema_keeps_lemur_tables_with_exactly_lemur_columns(cat):
             "idx_transform", "idx_metric", "idx_prm", "idx_model_code_hash"} <= indexes
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def _row_counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                             "AND name NOT LIKE 'sqlite_%'")]
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    finally:
+        conn.close()
+
+
+def test_a_catalog_written_by_schema_2_opens_upgrades_and_keeps_every_row(tmp_path):
+    # tests/assets/catalog-schema2.sqlite was written by nas-agent at schema 2 (tests/catalog_factory.py).
+    path = tmp_path / "old.sqlite"
+    path.write_bytes((REPO / "tests" / "assets" / "catalog-schema2.sqlite").read_bytes())
+    before = _row_counts(path)
+    assert before["model"] == 7 and before["stat"] == 12 and before["proposal"] == 22
+    with Catalog(path) as upgraded:
+        with_results = {r[0] for r in upgraded.db.conn.execute("SELECT DISTINCT nn FROM stat")}
+        assert {row["name"] for row in upgraded.leaderboard()} == with_results   # every later read works
+        assert len(upgraded.models()) == 7
+    after = _row_counts(path)
+    assert after.pop("meta") == before.pop("meta") and after == before   # every row kept, none invented
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.close()
+
+
+def test_a_migration_adds_its_columns_to_an_existing_catalog_and_keeps_the_rows(tmp_path, monkeypatch):
+    import nas_agent.catalog.store as store
+
+    path = tmp_path / "old.sqlite"
+    with Catalog(path) as old:
+        old.add_model(ModelRecord(name="img-classification_cifar-10_acc_Net-00aa11bb", code="x = 1", family="Net",
+                                  task=TASK_CLASSIFICATION, dataset="cifar-10", metric="acc", code_hash="00aa11bb",
+                                  template_params={}, parent=None, origin="manual"))
+    # The next version adds model.note: the DDL names it, and a step adds it to catalogs made before.
+    step = store.Migration(SCHEMA_VERSION + 1, "a note per model", add_columns=(("model", "note", "TEXT"),),
+                           statements=("UPDATE model SET note = 'migrated'",))
+    monkeypatch.setattr(store, "MIGRATIONS", (*store.MIGRATIONS, step))
+    monkeypatch.setattr(store, "SCHEMA_VERSION", step.version)
+    monkeypatch.setattr(store, "_OWN_SCHEMA", store._OWN_SCHEMA.replace("CREATE TABLE IF NOT EXISTS model (",
+                                                                        "CREATE TABLE IF NOT EXISTS model (\n    note TEXT,"))
+    store._schema_columns.cache_clear()
+    try:
+        with Catalog(path) as upgraded:
+            assert [r[0] for r in upgraded.db.conn.execute("SELECT note FROM model")] == ["migrated"]
+            assert len(upgraded.models()) == 1
+        with Catalog(path) as again:  # a second open finds it current and changes nothing
+            assert [r[0] for r in again.db.conn.execute("SELECT note FROM model")] == ["migrated"]
+    finally:
+        store._schema_columns.cache_clear()
+
+
+def test_a_catalog_from_a_newer_nas_agent_is_refused_untouched(tmp_path):
+    path = tmp_path / "new.sqlite"
+    with Catalog(path) as cat:
+        cat.db.conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        cat.db.conn.commit()
+    before = path.read_bytes()
+    with pytest.raises(CatalogError, match="newer than this"):
+        Catalog(path)
+    assert path.read_bytes() == before
 
 
 def test_a_schema_1_catalog_gains_the_proposal_table_and_keeps_its_models(tmp_path):

@@ -27,7 +27,6 @@ import sqlite_utils
 
 TASK_CLASSIFICATION = "img-classification"
 
-SCHEMA_VERSION = 2
 MODEL_STATUSES = ("queued", "running", "done", "failed")
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
@@ -219,6 +218,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS idx_pretrain_variant_trial ON pretrain_variant
 LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
 OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta", "pretrain_variant")
 
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema, from `version - 1` to `version`, applied to a user's existing catalog.
+
+    New tables and indexes need no step of their own (the DDL above creates what is missing);
+    a step adds columns to tables that exist, then runs its statements, in one transaction.
+    """
+
+    version: int
+    why: str
+    add_columns: tuple[tuple[str, str, str], ...] = ()    # (table, column, declaration)
+    statements: tuple[str, ...] = ()
+
+
+# Ordered, append-only: a catalog stamped N gets every step above N when it is opened.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(3, "the pretrain_variant table: fractal pre-training variants of a trial"),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
 _UPSERT_STAT = """
 INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
 VALUES (:id, :accuracy, :epoch, :duration, :task, :dataset, :nn, :transform, :metric, :prm)
@@ -369,6 +389,11 @@ def _prm_value(value):
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _pending(version: int | None) -> list[Migration]:
+    """The steps a catalog stamped `version` still needs; none for a new file (the DDL makes it current)."""
+    return [] if version is None else [m for m in MIGRATIONS if m.version > version]
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -443,6 +468,12 @@ class Catalog:
         # A reader opening a complete catalog must not write: the driver may hold the write lock.
         if version != SCHEMA_VERSION or not existing.issuperset(LEMUR_TABLES + OWN_TABLES):
             with self._write() as w:
+                for migration in _pending(version):
+                    for table, column, declaration in migration.add_columns:
+                        if table in existing and column not in {c.name for c in self.db[table].columns}:
+                            w.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    for statement in migration.statements:
+                        w.execute(statement)
                 for statement in _statements(_LEMUR_SCHEMA + _OWN_SCHEMA):
                     w.execute(statement)
                 w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -452,20 +483,29 @@ class Catalog:
         """Raise CatalogError unless the file is empty, a catalog, or a LEMUR database; return its schema version."""
         if existing and "meta" not in existing and not {"nn", "stat"} <= existing:
             raise CatalogError(f"{self.path} is an SQLite database but not a catalog; choose another path")
-        for table, wanted in _schema_columns().items():
-            if table in existing:
-                missing = set(wanted) - {c.name for c in self.db[table].columns}
-                if missing:
-                    raise CatalogError(f"{self.path}: table {table} lacks columns "
-                                       f"{', '.join(sorted(missing))}; not a usable catalog")
-        if "meta" not in existing:
-            return None
-        row = self.db.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else None
+        version = self._stamped_version(existing)
         if version is not None and version > SCHEMA_VERSION:
             raise CatalogError(f"{self.path} has catalog schema {version}, newer than this "
                                f"nas-agent's {SCHEMA_VERSION}; upgrade nas-agent")
+        added_later = {(table, column) for m in _pending(version) for table, column, _ in m.add_columns}
+        for table, wanted in _schema_columns().items():
+            if table in existing:
+                present = {c.name for c in self.db[table].columns}
+                missing = {c for c in wanted if (table, c) not in added_later} - present
+                if missing:
+                    raise CatalogError(f"{self.path}: table {table} lacks columns "
+                                       f"{', '.join(sorted(missing))}; not a usable catalog")
         return version
+
+    def _stamped_version(self, existing: set[str]) -> int | None:
+        """The schema version the file is stamped with; None for a file without our tables (new, or LEMUR's)."""
+        if "meta" not in existing:
+            return None
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else None
+        except (TypeError, ValueError):
+            raise CatalogError(f"{self.path}: unreadable schema version {row[0]!r}") from None
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""
