@@ -7,31 +7,29 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
 from rich.table import Table
 
-from nas_agent.catalog import Catalog, CatalogError
+# Only light modules at the top: `--help`, `leaderboard` and the argument errors must not wait for
+# torch. Each command imports what it runs.
 from nas_agent.config import Config, ConfigError, load_config
-from nas_agent.data import DatasetError, resolve_cifar10
-from nas_agent.export import ExportError, export_candidate
+from nas_agent.errors import UserError
 from nas_agent.generative.task import TASK_GENERATION, is_generative
-from nas_agent.search.sweep import (CandidateError, Trainer, checkpoint_of, read_candidate, read_source, register,
-                                    run_dir_of)
-from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template
-from nas_agent.space.template import read_task
-from nas_agent.validate import Validation, validator_for
+
+if TYPE_CHECKING:
+    from nas_agent.catalog import Catalog
+    from nas_agent.validate import Validation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLM-assisted neural architecture search over fractal templates, on CIFAR-10.")
 console = Console()
 err = Console(stderr=True)
 
-USER_ERRORS = (ConfigError, DatasetError, CatalogError, CandidateError, TemplateError, ExportError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)   # ConfigError, CatalogError, DatasetError, CandidateError, ...
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -108,6 +106,8 @@ def _catalog_path(catalog: Optional[Path], config: Optional[Path] = None) -> Pat
 
 
 def _open_catalog(path: Path, must_exist: bool = True) -> Catalog:
+    from nas_agent.catalog import Catalog
+
     if must_exist and not path.exists():
         fail(f"no catalog at {path}; train something first (nas-agent train/sweep) or pass --catalog")
     return Catalog(path)
@@ -123,6 +123,8 @@ def generate(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Write candidate files from the fractal template space."""
+    from nas_agent.space import FractalSpace, generate_candidates, load_template
+
     try:
         cfg = load_config(config)
         space = FractalSpace.from_config(cfg.space)
@@ -150,6 +152,11 @@ def _progress() -> Progress:
 def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_failed: bool,
                  command: str) -> int:
     """Register and train files; returns the process exit code."""
+    from nas_agent.catalog import Catalog
+    from nas_agent.data import resolve_cifar10
+    from nas_agent.search.sweep import CandidateError, read_candidate, register, run_dir_of
+    from nas_agent.validate import validator_for
+
     # Find the data before touching the catalog: a wrong path must leave the catalog as it was.
     cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
     catalog = Catalog(cfg.catalog)
@@ -203,6 +210,8 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 
 
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
+    from nas_agent.search.sweep import Trainer
+
     metric = "bpd" if is_generative(cfg.task) else "acc"
     with _progress() as progress:
         overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
@@ -273,6 +282,8 @@ def sweep(
     smoke: Optional[bool] = SmokeOpt,
 ) -> None:
     """Train every candidate in a folder (or a sample of the space); re-running resumes."""
+    from nas_agent.space import FractalSpace, generate_candidates, load_template
+
     try:
         cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
                       test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke)
@@ -304,6 +315,10 @@ def validate(
         None, "--catalog", help="Look duplicates up in this catalog (default: the config's, when it exists)."),
 ) -> None:
     """Check candidates: parse, policy, contract, duplicates and (--smoke) a sandboxed run. Exit 1 if any fails."""
+    from nas_agent.catalog import Catalog
+    from nas_agent.search.sweep import CandidateError, read_source
+    from nas_agent.validate import Validation, validator_for
+
     try:
         cfg = load_config(config)
         paths = []
@@ -372,9 +387,13 @@ def propose(
     catalog: Optional[Path] = CatalogOpt,
 ) -> None:
     """Ask the LLM once for edits, validate them and show the verdicts (every call is recorded)."""
+    from nas_agent.catalog import Catalog
     from nas_agent.llm import LLMError, make_backend, sampling_of
     from nas_agent.llm.propose import Proposer
     from nas_agent.llm.replay import record as record_completions
+    from nas_agent.search.sweep import run_dir_of
+    from nas_agent.space import load_template
+    from nas_agent.validate import validator_for
 
     try:
         cfg = _config(config, catalog=catalog, smoke=smoke).with_overrides({
@@ -447,7 +466,13 @@ def search(
     task: Optional[str] = TaskOpt,
 ) -> None:
     """Search: rounds of LLM edits, mutations and Optuna proposals, validated, trained and ranked."""
+    from nas_agent.catalog import Catalog
+    from nas_agent.data import resolve_cifar10
     from nas_agent.llm import LLMError
+    from nas_agent.search.sweep import run_dir_of
+    from nas_agent.space import load_template
+    from nas_agent.space.template import read_task
+    from nas_agent.validate import validator_for
     from nas_agent.search.assemble import (check_strategies, make_backend_if_needed, make_executor, make_strategies,
                                            optuna_storage)
     from nas_agent.search.display import SearchDisplay
@@ -689,6 +714,8 @@ def show(
         console.print("events: " + ", ".join(f"{e['kind']}" + (f" ({e['reason']})" if e["reason"] else "")
                                              for e in events[-8:]), highlight=False)
     if code:
+        from rich.syntax import Syntax
+
         console.print(Syntax(model["code"], "python", line_numbers=False))
 
 
@@ -701,6 +728,8 @@ def export(
     task: Optional[str] = typer.Option(None, "--task"),
 ) -> None:
     """Write standalone Python files (LEMUR contract, metrics, lineage and recipe in a header) that train on their own."""
+    from nas_agent.export import export_candidate
+
     if (name is None) == (top is None):
         fail("give either a NAME or --top K")
     try:
@@ -728,6 +757,7 @@ def sample(
 ) -> None:
     """Draw images from a trained fractal generator (level by level, in the sandbox) and write a grid."""
     from nas_agent.generative.sample import SampleError, sample_images, write_grid
+    from nas_agent.search.sweep import checkpoint_of, run_dir_of
 
     try:
         cfg = _config(config, catalog=catalog, device=device)
@@ -799,6 +829,7 @@ def lemur_import(
     catalog: Optional[Path] = CatalogOpt,
 ) -> None:
     """Read an nn-dataset layout into the catalog; new models get origin lemur. Importing twice changes nothing."""
+    from nas_agent.catalog import Catalog
     from nas_agent.catalog.lemur_io import LemurLayoutError, find_layout, import_lemur
 
     try:

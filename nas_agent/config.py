@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_agent.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An unreadable or invalid configuration; the message is one line saying what to fix."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from nas_agent.catalog import TASK_CLASSIFICATION, Catalog
 from nas_agent.catalog.browse import best_row
 from nas_agent.config import TrainConfig
+from nas_agent.errors import UserError
 
 _RUNNER_MARKER = "# --- nas-agent standalone runner (begin) ---\n"
 # LEMUR prm keys of a nas-agent trial -> the [train] keys they fix.
@@ -22,7 +23,7 @@ _PRM_TO_TRAIN = {"lr": "lr", "momentum": "momentum", "dropout": "dropout", "batc
                  "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "seed": "seed"}
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A candidate that cannot be exported (unknown, or nothing to write)."""
 
 

@@ -25,6 +25,8 @@ from typing import Iterator
 
 import sqlite_utils
 
+from nas_agent.errors import UserError
+
 TASK_CLASSIFICATION = "img-classification"
 
 MODEL_STATUSES = ("queued", "running", "done", "failed")
@@ -304,7 +306,7 @@ ORDER BY s.task, s.dataset, s.metric, s.nn, s.epoch
 """
 
 
-class CatalogError(Exception):
+class CatalogError(UserError):
     """The catalog file cannot be used, or a named model/run is not in it (one-line message)."""
 
 

@@ -30,6 +30,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from torchvision.datasets import CIFAR10
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+from nas_agent.errors import UserError
+
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -94,7 +96,7 @@ class ImageDataset:
         )
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """CIFAR-10 could not be found or read; the message is one line: what failed, paths tried, what to pass."""
 
 

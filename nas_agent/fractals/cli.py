@@ -280,6 +280,7 @@ def pretrain(
     """Pre-train a candidate on a synthetic dataset, fine-tune it on CIFAR-10 labels, record both in the catalog."""
     from nas_agent import cli as main_cli
     from nas_agent.catalog import Catalog
+    from nas_agent.data import resolve_cifar10
     from nas_agent.fractals.dataset import FractalDataError
     from nas_agent.fractals.pretrain import Pretrainer, Variant, variant_board
     from nas_agent.search.sweep import read_candidate, register, run_dir_of
@@ -291,7 +292,7 @@ def pretrain(
                                    "pretrain.epochs": epochs, "pretrain.finetune_subset": finetune_subset,
                                    "pretrain.finetune_epochs": finetune_epochs, "train.seed": seed})
         variant = Variant.of(on)
-        cache = main_cli.resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
+        cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         with Catalog(cfg.catalog) as cat:
             run_id = cat.start_run(main_cli._command_line(), cfg.to_dict())
             status = "failed"

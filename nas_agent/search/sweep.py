@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
+from nas_agent.errors import UserError
 from nas_agent.generative.task import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import TemplateError, read_family, read_params, read_task
 from nas_agent.train.job import TrainJob, TrainOutcome
@@ -38,7 +39,7 @@ def metric_of(task: str) -> tuple[str, str]:
     return (BPD_METRIC, BPD_METRIC_CODE) if is_generative(task) else (METRIC, METRIC_CODE)
 
 
-class CandidateError(ValueError):
+class CandidateError(UserError, ValueError):
     """A candidate file that cannot be registered; carries the verdict that rejected it."""
 
     def __init__(self, path: Path, verdict: Verdict):

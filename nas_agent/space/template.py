@@ -16,13 +16,15 @@ from typing import Any
 
 import libcst as cst
 
+from nas_agent.errors import UserError
+
 BEGIN_MARKER = "# --- nas-agent: template parameters (begin) ---"
 END_MARKER = "# --- nas-agent: template parameters (end) ---"
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template or a parameter assignment that cannot be read or rendered."""
 
 

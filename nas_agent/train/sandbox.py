@@ -9,7 +9,6 @@ TrainOutcome with a one-line reason; the driver carries on.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import queue
 import resource
