@@ -91,7 +91,7 @@ def _package_root() -> str:
 
 
 def _probe_landlock() -> Wall:
-    from nas_agent.train.landlock import abi_version
+    from nas_agent.sandbox.landlock import abi_version
     abi = abi_version()
     return Wall("landlock", abi > 0, f"ABI {abi}" if abi else "the kernel offers no Landlock", False)
 

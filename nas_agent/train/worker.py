@@ -84,7 +84,7 @@ def lock_down(workdir: Path, writable: list[Path]) -> None:
     jail's own filter; unjailed, the jail's rules too); it is loaded on every thread, then deleted.
     """
     from nas_agent.sandbox import seccomp
-    from nas_agent.train import guard
+    from nas_agent.sandbox import guard
 
     program = workdir / seccomp.EXEC_LOCK_FILE
     if program.exists():
@@ -97,7 +97,7 @@ def main(job_path: str, event_fd: int) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     workdir = Path(job_path).parent
     try:
-        from nas_agent.train import landlock
+        from nas_agent.sandbox import landlock
         from nas_agent.train.job import CANDIDATE_FILE, TrainJob
         from nas_agent.train.score import LOGITS_FILE, PARAMETERS_FILE
 

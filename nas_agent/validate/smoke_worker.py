@@ -107,7 +107,7 @@ def main(job_path: str, event_fd: int) -> int:
     started = time.monotonic()
     workdir = Path(job_path).parent
     try:
-        from nas_agent.train import landlock
+        from nas_agent.sandbox import landlock
 
         # First, while this is the only thread: the kernel's wall, inherited by every later thread.
         landlock_abi = landlock.restrict([workdir])
