@@ -9,7 +9,7 @@ same total number of epochs:
 - stylized: the same fractals reverse-stylized toward 300 real images (method --method), then F.
 
 Each arm runs for every seed (--seeds). Every training runs in the sandboxed child, through
-nas_agent.fractals.pretrain, into a catalog under --out. The script also prints render and
+nas_agent.search.pretrain, into a catalog under --out. The script also prints render and
 stylization throughput (both methods) and the domain gap (KID against 1,000 real test images).
 
     .venv/bin/python benchmarks/fractal_pretraining.py --data-dir ../shared/data/cifar10-jpeg.tar.gz
@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 from nas_agent.catalog import Catalog  # noqa: E402
 from nas_agent.config import load_config  # noqa: E402
 from nas_agent.data import load_cache, resolve_cifar10  # noqa: E402
-from nas_agent.fractals.cli import kid_table  # noqa: E402
+from nas_agent.cli.fractals import kid_table  # noqa: E402
 from nas_agent.fractals.dataset import load_images, load_tensors, read_dataset, split_views, write_dataset  # noqa: E402
 from nas_agent.fractals.kid import domain_gap  # noqa: E402
-from nas_agent.fractals.pretrain import Pretrainer, Variant  # noqa: E402
+from nas_agent.search.pretrain import Pretrainer, Variant  # noqa: E402
 from nas_agent.fractals.render import RenderSettings, render_dataset  # noqa: E402
 from nas_agent.fractals.stylize import StylizeSettings, stylize  # noqa: E402
 from nas_agent.search.sweep import read_candidate, register  # noqa: E402

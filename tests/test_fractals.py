@@ -168,7 +168,7 @@ def test_pretrain_then_finetune_lands_in_the_catalog_with_its_variant(tmp_path, 
                                                                       raw_fractals, real_images):
     from nas_agent.catalog import Catalog
     from nas_agent.config import load_config
-    from nas_agent.fractals.pretrain import Pretrainer, Variant, variant_board
+    from nas_agent.search.pretrain import Pretrainer, Variant, variant_board
     from nas_agent.search.sweep import read_candidate, register
     from nas_agent.validate import validator_for
 
@@ -221,7 +221,7 @@ def test_pretrain_then_finetune_lands_in_the_catalog_with_its_variant(tmp_path, 
 def test_search_switch_validates_its_datasets(tmp_path, raw_fractals):
     from nas_agent.config import ConfigError, load_config
     from nas_agent.fractals.dataset import FractalDataError
-    from nas_agent.fractals.pretrain import check_datasets
+    from nas_agent.search.pretrain import check_datasets
 
     x, y = raw_fractals
     write_dataset(tmp_path / "raw", *split_views(x, y, 2), meta={"kind": "neural-fractals", "classes": 4})
@@ -236,7 +236,7 @@ def test_search_switch_validates_its_datasets(tmp_path, raw_fractals):
         cfg.with_overrides({"pretrain.epochs": 0})
     # Only candidates with a result get variants: a failed training (no accuracy) is passed over.
     from nas_agent.catalog import Catalog
-    from nas_agent.fractals.pretrain import pretrain_variants_for
+    from nas_agent.search.pretrain import pretrain_variants_for
 
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         assert pretrain_variants_for(cat, on, tmp_path / "unused.pt", ["never-trained"]) == []

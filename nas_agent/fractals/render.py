@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from nas_agent.train.loop import resolve_device
+from nas_agent.device import resolve_device
 
 _ESCAPE = 1e4          # |z| beyond this is "escaped": frozen there, so no inf/NaN spreads
 _PALETTE_STOPS = 4     # colours per random colour map

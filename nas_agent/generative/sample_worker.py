@@ -30,7 +30,7 @@ def main(job_path: str, event_fd: int) -> int:
         import torch
 
         from nas_agent.train.job import CANDIDATE_FILE
-        from nas_agent.train.loop import resolve_device
+        from nas_agent.device import resolve_device
 
         job = json.loads(Path(job_path).read_text())
         if job.get("threads", 0) > 0:

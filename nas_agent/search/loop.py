@@ -190,7 +190,7 @@ class Search:
         """With [pretrain] datasets, the round's best new candidates also get pre-trained variants (not budgeted)."""
         if not self.config.pretrain.datasets:
             return
-        from nas_agent.fractals.pretrain import pretrain_variants_for
+        from nas_agent.search.pretrain import pretrain_variants_for
 
         self.stats.phase = f"round {self.stats.round}: pre-training variants"
         self.on_change(self.stats)

@@ -111,7 +111,8 @@ def main(job_path: str, event_fd: int) -> int:
         import torch
 
         from nas_agent.config import TrainConfig
-        from nas_agent.train.loop import resolve_device, seed_everything, train_model
+        from nas_agent.device import resolve_device
+        from nas_agent.train.loop import seed_everything, train_model
 
         if job.threads > 0:
             torch.set_num_threads(job.threads)

@@ -6,29 +6,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from nas_agent.cli.common import USER_ERRORS, command_line, config_of, console, fail, progress_bars, resolve_name
 
 fractals_app = typer.Typer(add_completion=False, no_args_is_help=True,
                            help="Neural-fractal datasets: render, reverse-stylize, measure the domain gap.")
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one line saying what went wrong and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=False)
 
 
 def _device(name: str):
-    from nas_agent.train.loop import resolve_device
+    from nas_agent.device import resolve_device
 
     try:
         return resolve_device(name)
@@ -82,7 +69,7 @@ def render(
     if held_out >= per_class:
         fail(f"--test-per-class {held_out} leaves no training views; it must be below --per-class {per_class}")
     try:
-        with _progress() as progress:
+        with progress_bars() as progress:
             task = progress.add_task(f"rendering on {dev}", total=classes * per_class)
             x, y, stats = render_dataset(settings, dev, batch=batch,
                                          on_progress=lambda done, total: progress.update(task, completed=done))
@@ -141,7 +128,7 @@ def stylize(
     _threads(threads)
     n = len(tensors["train_x"]) + len(tensors["test_x"])
     try:
-        with _progress() as progress:
+        with progress_bars() as progress:
             task = progress.add_task(f"stylizing ({method}) on {dev}", total=n)
             done = {"train": 0}
 
@@ -226,7 +213,7 @@ def variants(
     """Scratch vs fractal vs stylized-fractal fine-tuning results, per architecture."""
     from nas_agent.catalog import Catalog, CatalogError
     from nas_agent.config import load_config
-    from nas_agent.fractals.pretrain import variant_board
+    from nas_agent.search.pretrain import variant_board
 
     path = catalog or Path(load_config().catalog)
     if not path.exists():
@@ -278,30 +265,29 @@ def pretrain(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of both phases (train.seed)."),
 ) -> None:
     """Pre-train a candidate on a synthetic dataset, fine-tune it on CIFAR-10 labels, record both in the catalog."""
-    from nas_agent import cli as main_cli
     from nas_agent.catalog import Catalog
     from nas_agent.data import resolve_cifar10
     from nas_agent.fractals.dataset import FractalDataError
-    from nas_agent.fractals.pretrain import Pretrainer, Variant, variant_board
+    from nas_agent.search.pretrain import Pretrainer, Variant, variant_board
     from nas_agent.search.sweep import read_candidate, register, run_dir_of
     from nas_agent.validate import validator_for
 
     try:
-        cfg = main_cli._config(config, data_dir=data_dir, test_subset=test_subset, device=device,
+        cfg = config_of(config, data_dir=data_dir, test_subset=test_subset, device=device,
                                catalog=catalog).with_overrides({
                                    "pretrain.epochs": epochs, "pretrain.finetune_subset": finetune_subset,
                                    "pretrain.finetune_epochs": finetune_epochs, "train.seed": seed})
         variant = Variant.of(on)
         cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         with Catalog(cfg.catalog) as cat:
-            run_id = cat.start_run(main_cli._command_line(), cfg.to_dict())
+            run_id = cat.start_run(command_line(), cfg.to_dict())
             status = "failed"
             try:
                 if Path(name).is_file():
                     validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
                     model = register(cat, read_candidate(Path(name), validator), cfg, origin="manual", run_id=run_id)
                 else:
-                    model = main_cli._resolve_name(cat, name)
+                    model = resolve_name(cat, name)
                 result = _run_with_progress(Pretrainer(cat, cfg, cache, run_id=run_id), model, variant, cfg)
                 status = "finished"
             except KeyboardInterrupt:
@@ -310,7 +296,7 @@ def pretrain(
             finally:
                 cat.end_run(run_id, status)
             rows = variant_board(cat, [model])
-    except (FractalDataError, ValueError, *main_cli.USER_ERRORS) as exc:
+    except (FractalDataError, ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     print_variants(rows, title=f"pre-training variants of {model}")
     if result.skipped:
@@ -323,10 +309,10 @@ def pretrain(
 
 
 def _run_with_progress(trainer, model: str, variant, cfg):
-    from nas_agent.fractals.pretrain import finetune_config
+    from nas_agent.search.pretrain import finetune_config
 
     epochs = {"pretrain": cfg.pretrain.epochs, "finetune": finetune_config(cfg).train.epochs}
-    with _progress() as progress:
+    with progress_bars() as progress:
         tasks: dict[str, int] = {}
 
         def on_event(phase: str, event: dict) -> None:

@@ -1,5 +1,5 @@
-"""The `nas-agent` command line: generate, validate, train, sweep, propose, search, runs, leaderboard, show, export, sample,
-report, lemur export/import."""
+"""The `nas-agent` commands: generate, validate, train, sweep, propose, search, runs, leaderboard, show, export,
+sample, report, doctor, lemur export/import (and, from nas_agent.cli.fractals, fractals ... and pretrain)."""
 
 from __future__ import annotations
 
@@ -10,58 +10,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 # Only light modules at the top: `--help`, `leaderboard` and the argument errors must not wait for
 # torch. Each command imports what it runs.
-from nas_agent.config import Config, ConfigError, load_config
-from nas_agent.errors import UserError
+from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, SmokeOpt, TaskOpt, catalog_path, command_line,
+                                  config_of, console, err, fail, open_catalog, progress_bars, resolve_name)
+from nas_agent.cli.fractals import fractals_app, pretrain
+from nas_agent.config import Config, load_config
 from nas_agent.generative.task import TASK_GENERATION, is_generative
 
 if TYPE_CHECKING:
-    from nas_agent.catalog import Catalog
     from nas_agent.validate import Validation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLM-assisted neural architecture search over fractal templates, on CIFAR-10.")
-console = Console()
-err = Console(stderr=True)
-
-USER_ERRORS = (UserError, FileNotFoundError)   # ConfigError, CatalogError, DatasetError, CandidateError, ...
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one line saying what went wrong and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-TASKS = ("img-classification", TASK_GENERATION)
-
-
-def _config(config: Optional[Path], **overrides) -> Config:
-    task = overrides.get("task")
-    if task is not None and task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
-    if config is None and task is not None and is_generative(task):
-        config = Path("generative")  # the generators' own recipe and search: conf/generative.toml
-    cfg = load_config(config)
-    mapping = {"task": "task", "epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
-               "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",
-               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb", "smoke": "validate.smoke"}
-    values = {mapping[k]: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
-    return cfg.with_overrides(values)
-
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="Run configuration (TOML path or a name in conf/).")
-SmokeOpt = typer.Option(None, "--smoke/--no-smoke",
-                        help="Smoke-run each new candidate in the sandbox before training (default: validate.smoke).")
-CatalogOpt = typer.Option(None, "--catalog", help="Catalog database (default: the config's, runs/catalog.sqlite).")
-TaskOpt = typer.Option(None, "--task", help="img-classification or img-generation (fractal generators scored in "
-                                            "bits/dim; without --config it uses conf/generative.toml).")
-
 
 # Commands that may run candidate code in a sandbox child, and so need the OS jail.
 _JAILED_COMMANDS = {"train", "sweep", "validate", "propose", "search", "sample", "pretrain"}
@@ -101,18 +64,6 @@ def doctor() -> None:
     console.print("candidates run jailed: bubblewrap namespaces, seccomp, Landlock where the kernel has it")
 
 
-def _catalog_path(catalog: Optional[Path], config: Optional[Path] = None) -> Path:
-    return catalog if catalog is not None else Path(load_config(config).catalog)
-
-
-def _open_catalog(path: Path, must_exist: bool = True) -> Catalog:
-    from nas_agent.catalog import Catalog
-
-    if must_exist and not path.exists():
-        fail(f"no catalog at {path}; train something first (nas-agent train/sweep) or pass --catalog")
-    return Catalog(path)
-
-
 @app.command()
 def generate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the candidate files."),
@@ -135,18 +86,13 @@ def generate(
             fail("--out DIR is required (or pass --count)")
         tmpl = load_template(template or cfg.template)
         variants = space.sample(limit, seed)
-        with _progress() as progress:
+        with progress_bars() as progress:
             task = progress.add_task("rendering", total=len(variants))
             written = generate_candidates(tmpl, variants, out, on_written=lambda c: progress.advance(task))
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     console.print(f"wrote {len(written)} unique {tmpl.family} candidates to {out} "
                   f"(space: {len(space)} variants, seed {seed})")
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=False)
 
 
 def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_failed: bool,
@@ -165,7 +111,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
     try:
         candidates, rejected = [], 0
         validator = validator_for(cfg, catalog=catalog, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
-        with _progress() as progress:
+        with progress_bars() as progress:
             checking = progress.add_task("validating" + (" (smoke runs)" if validator.smoke else ""),
                                          total=len(files))
             for path in files:
@@ -213,7 +159,7 @@ def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
     from nas_agent.search.sweep import Trainer
 
     metric = "bpd" if is_generative(cfg.task) else "acc"
-    with _progress() as progress:
+    with progress_bars() as progress:
         overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
         rows: dict[str, int] = {}
 
@@ -251,12 +197,12 @@ def train(
 ) -> None:
     """Train one candidate in a sandboxed child process and record it."""
     try:
-        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
+        cfg = config_of(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
                       test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke,
                       task=task)
         if not file.exists():
             fail(f"no such file: {file}")
-        code = _train_files([file], cfg, 1, origin, retry_failed=True, command=_command_line())
+        code = _train_files([file], cfg, 1, origin, retry_failed=True, command=command_line())
     except USER_ERRORS as exc:
         fail(str(exc))
     raise typer.Exit(code)
@@ -285,7 +231,7 @@ def sweep(
     from nas_agent.space import FractalSpace, generate_candidates, load_template
 
     try:
-        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
+        cfg = config_of(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
                       test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke)
         if directory is None:
             directory = Path(cfg.catalog).parent / "candidates"
@@ -299,7 +245,7 @@ def sweep(
             files = sorted(directory.glob("*.py"))
         if not files:
             fail(f"no candidate files (*.py) in {directory}; make some with: nas-agent generate --out {directory}")
-        code = _train_files(files, cfg, jobs, origin, retry_failed, command=_command_line())
+        code = _train_files(files, cfg, jobs, origin, retry_failed, command=command_line())
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     raise typer.Exit(code)
@@ -336,7 +282,7 @@ def validate(
         try:
             validator = validator_for(cfg, catalog=cat, smoke=smoke)
             results = []
-            with _progress() as progress:
+            with progress_bars() as progress:
                 task = progress.add_task("validating", total=len(paths), visible=not as_json)
                 for path in paths:
                     try:
@@ -396,17 +342,17 @@ def propose(
     from nas_agent.validate import validator_for
 
     try:
-        cfg = _config(config, catalog=catalog, smoke=smoke).with_overrides({
+        cfg = config_of(config, catalog=catalog, smoke=smoke).with_overrides({
             "llm.backend": backend, "llm.model": model, "llm.n": n, "llm.max_tokens": max_tokens,
             "llm.temperature": temperature, "llm.replay_file": str(replay) if replay else None})
         with Catalog(cfg.catalog) as cat:
             if parent:
-                parent = _resolve_name(cat, parent)
+                parent = resolve_name(cat, parent)
                 base, label = cat.get_model(parent)["code"], parent
             else:
                 tmpl = load_template(template or cfg.template)
                 base, label = tmpl.source, f"template:{tmpl.path.name}"
-            run_id = cat.start_run(_command_line(), cfg.to_dict())
+            run_id = cat.start_run(command_line(), cfg.to_dict())
             status = "failed"
             try:
                 validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
@@ -479,7 +425,7 @@ def search(
     from nas_agent.search.loop import Search
     from nas_agent.search.reference import reference_candidate
     from nas_agent.search.summary import strategy_summary
-    from nas_agent.fractals.pretrain import check_datasets
+    from nas_agent.search.pretrain import check_datasets
 
     overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
                  "search.ray_address": ray_address, "search.seed": seed, "llm.backend": backend,
@@ -487,11 +433,11 @@ def search(
     try:
         if budget is not None and budget < 0 or hours is not None and hours < 0:
             fail("--budget and --hours must be >= 0")
-        cfg = _config(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
+        cfg = config_of(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
                       device=device, catalog=catalog, task=task).with_overrides(overrides)
         if resume:
             # The run's own settings, with what this command line changes on top.
-            with _open_catalog(Path(cfg.catalog)) as cat:
+            with open_catalog(Path(cfg.catalog)) as cat:
                 run = cat.get_run(resume)
             if run is None:
                 fail(f"no run {resume!r} in {cfg.catalog}; `nas-agent runs` lists the runs")
@@ -522,7 +468,7 @@ def search(
                 run_id = resume
                 cat.reopen_run(run_id)
             else:
-                run_id = cat.start_run(_command_line(), cfg.to_dict())
+                run_id = cat.start_run(command_line(), cfg.to_dict())
             err.print(f"search run {run_id}: budget {cfg.search.budget or 'none'}, "
                       f"{cfg.search.hours or 'no'} hour limit, strategies "
                       + ", ".join(f"{k} {v:g}" for k, v in cfg.search.strategies.items() if v > 0)
@@ -577,10 +523,6 @@ def _print_strategy_summary(rows: list[dict], run_id: str, metric: str = "acc") 
     console.print(table)
 
 
-def _command_line() -> str:
-    return " ".join(["nas-agent", *sys.argv[1:]])
-
-
 LEADERBOARD_COLUMNS = ("rank", "name", "accuracy", "epoch", "n_params", "seconds_per_epoch", "origin", "status",
                        "task", "metric")
 
@@ -607,7 +549,7 @@ def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
 def runs(catalog: Optional[Path] = CatalogOpt) -> None:
     """List the catalog's runs: id, command, status, start and end."""
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
+        with open_catalog(catalog_path(catalog)) as cat:
             rows = cat.runs()
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -639,14 +581,14 @@ def leaderboard(
     from nas_agent.search.reference import with_reference_rows
 
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
+        with open_catalog(catalog_path(catalog)) as cat:
             names = run_models(cat, run) if run else None
             rows = filter_leaderboard(cat.leaderboard(task=task, origin=origin, names=names), dataset=dataset,
                                       min_params=min_params, max_params=max_params, top=top)
             rows = with_reference_rows(rows, cat.leaderboard(task=task))
             if variants:
-                from nas_agent.fractals.cli import print_variants
-                from nas_agent.fractals.pretrain import variant_board
+                from nas_agent.cli.fractals import print_variants
+                from nas_agent.search.pretrain import variant_board
 
                 board = variant_board(cat, [row["name"] for row in rows])
     except (ValueError, *USER_ERRORS) as exc:
@@ -670,13 +612,6 @@ def leaderboard(
         _print_leaderboard(rows)
 
 
-def _resolve_name(cat: Catalog, name: str) -> str:
-    match = cat.resolve_name(name)
-    if match is None:
-        fail(f"no candidate named {name!r} in the catalog (a unique part of the name, such as the hash, works too)")
-    return match
-
-
 @app.command()
 def show(
     name: str = typer.Argument(..., help="Candidate name, or a unique part of it such as its hash."),
@@ -685,8 +620,8 @@ def show(
 ) -> None:
     """Print a candidate's code, lineage and per-epoch metrics."""
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
-            name = _resolve_name(cat, name)
+        with open_catalog(catalog_path(catalog)) as cat:
+            name = resolve_name(cat, name)
             model = cat.get_model(name)
             epochs = cat.epochs(name)
             lineage = cat.lineage(name)
@@ -733,8 +668,8 @@ def export(
     if (name is None) == (top is None):
         fail("give either a NAME or --top K")
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
-            names = [_resolve_name(cat, name)] if name else [r["name"] for r in cat.leaderboard(task=task, top=top)]
+        with open_catalog(catalog_path(catalog)) as cat:
+            names = [resolve_name(cat, name)] if name else [r["name"] for r in cat.leaderboard(task=task, top=top)]
             if not names:
                 fail("no trained candidates to export")
             paths = [export_candidate(cat, n, out) for n in names]
@@ -760,9 +695,9 @@ def sample(
     from nas_agent.search.sweep import checkpoint_of, run_dir_of
 
     try:
-        cfg = _config(config, catalog=catalog, device=device)
-        with _open_catalog(Path(cfg.catalog)) as cat:
-            name = _resolve_name(cat, name)
+        cfg = config_of(config, catalog=catalog, device=device)
+        with open_catalog(Path(cfg.catalog)) as cat:
+            name = resolve_name(cat, name)
             model = cat.get_model(name)
         if not is_generative(model["task"] or ""):
             fail(f"{name} is a {model['task']} model; sample draws images from {TASK_GENERATION} models")
@@ -791,7 +726,7 @@ def report(
     from nas_agent.report import write_report
 
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
+        with open_catalog(catalog_path(catalog)) as cat:
             with err.status("drawing the report"):
                 data = write_report(cat, out, run_id=run)
     except (OSError, *USER_ERRORS) as exc:
@@ -815,7 +750,7 @@ def lemur_export(
     from nas_agent.catalog.lemur_io import LemurLayoutError, export_lemur
 
     try:
-        with _open_catalog(_catalog_path(catalog)) as cat:
+        with open_catalog(catalog_path(catalog)) as cat:
             summary = export_lemur(cat, out)
     except (OSError, LemurLayoutError, *USER_ERRORS) as exc:
         fail(str(exc))
@@ -834,8 +769,8 @@ def lemur_import(
 
     try:
         find_layout(folder)  # a wrong folder must not leave a new, empty catalog behind
-        with Catalog(_catalog_path(catalog)) as cat:
-            run_id = cat.start_run(_command_line(), {"lemur_import": str(folder)})
+        with Catalog(catalog_path(catalog)) as cat:
+            run_id = cat.start_run(command_line(), {"lemur_import": str(folder)})
             status = "failed"
             try:
                 summary = import_lemur(cat, folder, run_id=run_id)
@@ -854,15 +789,9 @@ def lemur_import(
         raise typer.Exit(1)
 
 
-from nas_agent.fractals.cli import fractals_app, pretrain  # noqa: E402  (it reuses this module's helpers)
-
 app.add_typer(fractals_app, name="fractals")
 app.command("pretrain")(pretrain)
 
 
 def main() -> None:  # pragma: no cover - console script entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,60 @@
+"""The package's layers: which of its units may import which (imports inside functions included).
+
+Read from the source with `ast`, nothing is imported. The lowest layers must not reach up; the
+two-way dependencies still left are listed by name, so a new one fails here until it is removed
+or argued for.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nas_agent"
+
+# Units that hold the OS walls, data and plain values: they import nothing above them.
+FOUNDATION = {"sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
+              "config": {"errors"}, "errors": set(), "device": set()}
+# Two-way dependencies that remain until the task families become plugins (generative branches in
+# search, validate and train; the template parser shared by space and validate).
+KNOWN_TWO_WAY = {("generative", "search"), ("generative", "train"), ("generative", "validate"), ("space", "validate")}
+
+
+def _unit(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def import_graph() -> dict[str, set[str]]:
+    """unit -> the other units of nas_agent it imports anywhere in its code."""
+    edges: dict[str, set[str]] = defaultdict(set)
+    for path in PACKAGE.rglob("*.py"):
+        source = _unit(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+                if node.module == "nas_agent":  # from nas_agent import cli
+                    modules = [f"nas_agent.{alias.name}" for alias in node.names]
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] == "nas_agent" and len(parts) > 1 and parts[1] != source:
+                    edges[source].add(parts[1])
+    return edges
+
+
+def test_the_foundation_imports_nothing_above_it():
+    graph = import_graph()
+    for unit, allowed in FOUNDATION.items():
+        assert graph.get(unit, set()) <= allowed, (unit, sorted(graph.get(unit, set()) - allowed))
+
+
+def test_no_new_two_way_dependency_between_units():
+    graph = import_graph()
+    two_way = {tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, set())}
+    assert two_way <= KNOWN_TWO_WAY, sorted(two_way - KNOWN_TWO_WAY)
+    # The cli is the top: nothing imports it.
+    assert not [unit for unit, targets in graph.items() if "cli" in targets and unit != "cli"]
