@@ -158,6 +158,16 @@ def test_duplicates_are_looked_up_in_the_catalog(tmp_path):
         assert known.ok and known.known_as == "img-classification_cifar-10_acc_Net-known"
 
 
+def test_an_in_run_twin_is_named_by_the_model_it_became_not_by_a_label_that_repeats():
+    validator = Validator()
+    first = validator.validate(BASE, "proposal 0")      # every LLM call numbers its answers from 0
+    assert first.ok
+    assert validator.validate(RENAMED, "proposal 1").duplicate_of == "proposal 0"   # not registered yet
+    validator.registered_as(first, "img-classification_cifar-10_acc_Net-first")
+    again = validator.validate(RENAMED, "proposal 0")   # a later call's answer 0, the same network
+    assert again.verdict.stage == "duplicate" and again.duplicate_of == "img-classification_cifar-10_acc_Net-first"
+
+
 @pytest.mark.slow
 def test_structural_duplicates_are_looked_up_in_the_catalog(tmp_path):
     first = Validator(smoke=SMOKE).validate(BASE, "base.py")

@@ -233,6 +233,7 @@ class Search:
         name = register(self.catalog, candidate, self.config, origin=proposal.strategy, parent=proposal.parent,
                         run_id=self.run_id)
         self._labels[label] = name
+        self.validator.registered_as(validation, name)  # the proposer's labels ("proposal 0") repeat
         proposal.name = name
         proposal.proposal_id = self.catalog.add_proposal(**fields, nn=name, code_hash=validation.code_hash,
                                                          ok=True, status="queued")

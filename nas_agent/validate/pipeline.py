@@ -148,6 +148,15 @@ class Validator:
         if result.struct_hash:
             self._seen_struct.setdefault(result.struct_hash, result.label)
 
+    def registered_as(self, result: Validation, name: str) -> None:
+        """`result`'s candidate is the catalog model `name`: later twins of it name that model, not its label.
+
+        Labels repeat (every LLM call numbers its answers from 0), a catalog name does not.
+        """
+        for seen, key in ((self._seen_code, result.code_hash), (self._seen_struct, result.struct_hash)):
+            if key and seen.get(key) == result.label:
+                seen[key] = name
+
 
 def validator_for(config, *, catalog=None, workdir: Path | None = None, allow_known: bool = False,
                   smoke: bool | None = None) -> Validator:
