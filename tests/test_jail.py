@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from nas_agent.catalog import Catalog
 from nas_agent.sandbox import walls
 from nas_agent.train.sandbox import log_path_of
 from nas_agent.validate import SmokeLimits, smoke_test
 
-from conftest import corpus_header
+from conftest import corpus_header, run_nas_agent
 
 ESCAPE = Path(__file__).resolve().parent / "hostile" / "escape"
 CORPUS = sorted(ESCAPE.glob("*.py"))
@@ -186,3 +187,39 @@ def test_without_a_jail_candidates_are_refused_unless_allowed(tmp_path, monkeypa
     ran = smoke_test(attack, tmp_path / "allowed", SmokeLimits(seconds=60))
     assert json.loads((tmp_path / "allowed" / "proof.json").read_text())["achieved"] == [], ran.verdict
     assert not _marked_processes()
+
+
+@pytest.mark.slow
+def test_escapes_through_the_validate_and_train_commands_reach_nothing(tmp_path, cli_env):
+    chosen = ("writes_everywhere", "walks_for_secrets", "fork_exec_survivor", "torch_save_outside", "reads_other_jobs")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in chosen:
+        (folder / f"{name}.py").write_text((ESCAPE / f"{name}.py").read_text())
+    config = tmp_path / "open.toml"
+    config.write_text('device = "cpu"\n[train]\nepochs = 1\nbatch_size = 50\n[data]\ntrain_subset = 200\n'
+                      'test_subset = 100\n[limits]\nseconds = 120\nmemory_mb = 4096\nthreads = 1\n'
+                      '[policy]\nenabled = false\n')
+    token = uuid.uuid4().hex
+    planted = [tmp_path / "planted-secret.txt", Path(f"/tmp/nas-agent-secret-{token}.txt")]
+    for path in planted:
+        path.write_text(f"{SECRET}{token}")
+    try:
+        checked = run_nas_agent("validate", folder, "--smoke", "--config", config, env=cli_env, check=False,
+                                timeout=600)
+        trained = run_nas_agent("train", folder / "writes_everywhere.py", "--config", config, "--no-smoke",
+                                "--catalog", tmp_path / "catalog.sqlite", env=cli_env, check=False, timeout=600)
+        marked = _marked_processes()
+        contents = [path.read_text() for path in planted]
+    finally:
+        planted[-1].unlink(missing_ok=True)
+    # Verdicts, not crashes: each attack ends as a verdict or a recorded training, whatever it tried.
+    assert checked.returncode in (0, 1) and "Traceback" not in checked.stderr, checked.stderr[-2000:]
+    assert "of 5 passed" in checked.stdout
+    assert trained.returncode in (0, 1) and "Traceback" not in trained.stderr, trained.stderr[-2000:]
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        assert [m["status"] for m in catalog.models()] in (["done"], ["failed"])
+    proofs = list(tmp_path.rglob("proof.json"))
+    assert proofs and all(json.loads(p.read_text())["achieved"] == [] for p in proofs)
+    assert contents == [f"{SECRET}{token}"] * 2 and not marked
+    assert not _escaped_files(Path("/tmp"), Path("/var/tmp"), tmp_path, tmp_path / "in")
