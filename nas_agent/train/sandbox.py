@@ -9,6 +9,7 @@ TrainOutcome with a one-line reason; the driver carries on.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import queue
 import resource
@@ -74,9 +75,21 @@ def _cite(key: str) -> str:
     return f" ({key})" if key else ""
 
 
+_next_core = itertools.count()   # children started one after another take the next cores, so two jobs do not share one
+
+
+def _cores_for(threads: int) -> list[int]:
+    """`threads` of this process's cores for the next child, taken round-robin; all of them when threads is 0."""
+    cores = sorted(os.sched_getaffinity(0))
+    if threads <= 0 or threads >= len(cores):
+        return []
+    start = next(_next_core) * threads
+    return [cores[(start + i) % len(cores)] for i in range(threads)]
+
+
 def _limit_child(limits: ChildLimits, limit_address_space: bool):
     """Runs in the child between fork and exec: die with the parent, cap memory, CPU time, files and cores."""
-    cpus = sorted(os.sched_getaffinity(0))[:limits.threads] if limits.threads > 0 else []
+    cpus = _cores_for(limits.threads)
 
     def apply():
         try:  # Linux: SIGKILL the child when the driver dies, even by kill -9.
