@@ -24,15 +24,26 @@ from nas_agent.validate.normalize import code_hash
 
 TASK, DATASET = "img-classification", "cifar-10"
 STRATEGIES = ("mutate", "optuna", "llm")
-REJECTIONS = [  # (stage, reason) as the validator words them
-    ("parse", "syntax error at line 12: invalid syntax"),
-    ("parse", "syntax error at line 40: unexpected indent"),
-    ("policy", "import of 'os' is not allowed (line 3)"),
-    ("policy", "call of 'eval' is not allowed (line 55)"),
-    ("policy", "import of 'subprocess' is not allowed (line 2)"),
-    ("contract", "Net.__init__ must take (self, in_shape, out_shape, prm, device)"),
-    ("smoke", "forward failed: mat1 and mat2 shapes cannot be multiplied (2x64 and 128x10)"),
-]
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+# Files whose static verdicts stand in for an LLM's bad answers: parse, policy and contract.
+REJECTED_FILES = ("syntax_error", "unbalanced_brackets", "os_system", "eval_call", "subprocess_import",
+                  "missing_net", "wrong_init_signature")
+# The smoke stage needs a sandbox child; this is its wording for the smoke run's size ceiling.
+SMOKE_REJECTION = ("smoke", "61,264,010 parameters, above the 50,000,000 limit (validate.max_params)")
+
+
+def real_rejections() -> list[tuple[str, str]]:
+    """(stage, reason) pairs as the validator writes them, from real hostile files of tests/hostile/."""
+    from nas_agent.space import load_templates
+    from nas_agent.validate import Validator
+
+    validator = Validator(templates=load_templates())
+    found = []
+    for stem in REJECTED_FILES:
+        verdict = validator.validate((HOSTILE / f"{stem}.py").read_text(), f"{stem}.py").verdict
+        assert not verdict.ok, stem
+        found.append((verdict.stage, verdict.reason))
+    return [*found, SMOKE_REJECTION]
 
 
 @dataclass
@@ -77,6 +88,7 @@ def build_catalog(path: Path, *, models: int = 14, epochs: int = 3, seed: int = 
     transform, transform_code = transform_of(cfg)
     prm = trial_prm(cfg)
     built = Built(path=Path(path), run_ids=[])
+    rejections = real_rejections()
     with Catalog(path) as cat:
         cat.register_transform(transform, transform_code)
         cat.register_metric(METRIC, METRIC_CODE)
@@ -155,7 +167,7 @@ def build_catalog(path: Path, *, models: int = 14, epochs: int = 3, seed: int = 
                                      reason=f"same code as {twin}", status="duplicate")
                     built.duplicates += 1
                     built.proposals_by_strategy["mutate"] = built.proposals_by_strategy.get("mutate", 0) + 1
-                for stage, reason in rng.sample(REJECTIONS, 3):
+                for stage, reason in rng.sample(rejections, 3):
                     cat.add_llm_call(run_id=run_id, purpose="edit", parent=names[0] if names else None,
                                      backend="transformers", model="smollm2", sampling={"temperature": 0.6},
                                      prompt="...", completion="no code", reasoning_chars=0, tokens_in=950,
@@ -170,7 +182,7 @@ def build_catalog(path: Path, *, models: int = 14, epochs: int = 3, seed: int = 
         # A hand-made file rejected by a sweep: an event, not a proposal.
         sweep = cat.start_run("nas-agent sweep candidates", cfg.to_dict())
         cat.add_event("candidates/hostile.py", "rejected", stage="policy",
-                      reason="import of 'socket' is not allowed (line 1)", run_id=sweep)
+                      reason=rejections[2][1], run_id=sweep)
         cat.end_run(sweep, "finished")
         built.rejected_by_stage["policy"] = built.rejected_by_stage.get("policy", 0) + 1
     return built
