@@ -25,6 +25,11 @@ def run_nas_agent(*args, env=None, timeout=300, check=True) -> subprocess.Comple
 SMALL_FRACTAL = {"N_BLOCKS": 3, "N_COLUMNS": 2, "BASE_CHANNELS": 16, "MAX_CHANNELS": 64}
 
 
+def boundary_variants(space, k: int = 6, seed: int = 0) -> list[dict]:
+    """The fast tier's stand-in for an exhaustive sweep: the space's first and last variant, and `k` seeded ones."""
+    return [space.variant(0), space.variant(len(space) - 1), *space.sample(k, seed)]
+
+
 def corpus_header(path: Path) -> dict[str, str]:
     """The `# key: value` lines that open a hostile corpus file (class, attack, proof or wall)."""
     header = {}

@@ -9,6 +9,8 @@ import pytest
 from nas_agent.space import FractalSpace, load_template
 from nas_agent.validate.policy import PolicyConfig, check_policy
 
+from conftest import boundary_variants
+
 CANDIDATES = Path(__file__).parent / "candidates"
 
 HOSTILE = {
@@ -124,10 +126,17 @@ def test_syntax_errors_are_parse_rejections():
     assert check_policy("def (:\n").stage == "parse"
 
 
-def test_template_variants_and_test_candidates_pass():
+def _policy_rejects(variants) -> list:
     template = load_template("fractalnet.py")
-    for params in FractalSpace().sample(200, seed=5):
-        verdict = check_policy(template.render(params))
-        assert verdict.ok, (params, verdict)
+    return [(params, verdict) for params in variants if not (verdict := check_policy(template.render(params))).ok]
+
+
+def test_boundary_variants_and_test_candidates_pass():
+    assert _policy_rejects(boundary_variants(FractalSpace(), k=10, seed=5)) == []
     for path in CANDIDATES.glob("*.py"):
         assert check_policy(path.read_text()).ok, path
+
+
+@pytest.mark.slow
+def test_200_template_variants_pass():
+    assert _policy_rejects(FractalSpace().sample(200, seed=5)) == []

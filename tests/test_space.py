@@ -12,6 +12,8 @@ import torch
 from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template, read_params, render_params
 from nas_agent.validate import check_contract, code_hash
 
+from conftest import boundary_variants
+
 
 @pytest.fixture(scope="module")
 def template():
@@ -30,17 +32,26 @@ def test_count_command_prints_the_space_size():
     assert int(out.strip()) == len(FractalSpace())
 
 
-def test_1200_generated_files_are_unique_and_pass_the_contract(template, tmp_path):
-    written = generate_candidates(template, FractalSpace().sample(1200, seed=3), tmp_path)
-    files = sorted(tmp_path.glob("*.py"))
-    assert len(written) == len(files) == 1200
+def _unique_and_within_the_contract(template, variants, folder) -> None:
+    written = generate_candidates(template, variants, folder)
+    files = sorted(folder.glob("*.py"))
+    assert len(written) == len(files) == len(variants)
     hashes = set()
     for path in files:
         source = path.read_text()
         verdict = check_contract(source)
         assert verdict.ok, f"{path.name}: {verdict}"
         hashes.add(code_hash(source))
-    assert len(hashes) == 1200
+    assert len(hashes) == len(variants)
+
+
+def test_the_boundary_variants_are_unique_files_within_the_contract(template, tmp_path):
+    _unique_and_within_the_contract(template, boundary_variants(FractalSpace(), k=12, seed=3), tmp_path)
+
+
+@pytest.mark.slow
+def test_1200_generated_files_are_unique_and_pass_the_contract(template, tmp_path):
+    _unique_and_within_the_contract(template, FractalSpace().sample(1200, seed=3), tmp_path)
 
 
 def test_generation_is_deterministic_for_a_seed(template, tmp_path):

@@ -14,6 +14,8 @@ from nas_agent.config import ConfigError, from_dict, load_config
 from nas_agent.space import FractalSpace, load_template, load_templates, render_variants
 from nas_agent.validate import SmokeLimits, Validator, code_hash, validator_for
 
+from conftest import boundary_variants
+
 SMOKE = SmokeLimits(seconds=30)
 
 BASE = '''"""A small network."""
@@ -176,15 +178,21 @@ def test_structural_duplicates_are_looked_up_in_the_catalog(tmp_path):
     assert result.verdict.stage == "duplicate" and result.duplicate_of.endswith("Net-known")
 
 
-def test_no_false_rejections_on_1200_generated_variants():
+def _rejected_among(variants) -> list:
     template = load_template("templates/fractalnet.py")
-    space = FractalSpace.from_config({})
     validator = Validator(templates=load_templates())
-    results = [validator.validate(source, str(params)) for source, _, params in
-               render_variants(template, space.sample(1200, seed=0))]
-    assert len(results) == 1200
-    rejected = [r for r in results if not r.ok]
-    assert rejected == []
+    results = [validator.validate(source, str(params)) for source, _, params in render_variants(template, variants)]
+    assert len(results) == len(variants)
+    return [r for r in results if not r.ok]
+
+
+def test_no_false_rejections_on_the_boundary_variants():
+    assert _rejected_among(boundary_variants(FractalSpace.from_config({}), k=10)) == []
+
+
+@pytest.mark.slow
+def test_no_false_rejections_on_1200_generated_variants():
+    assert _rejected_among(FractalSpace.from_config({}).sample(1200, seed=0)) == []
 
 
 @pytest.mark.slow
