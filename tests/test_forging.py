@@ -24,7 +24,7 @@ FORGE = Path(__file__).resolve().parent / "hostile" / "forge"
 # the rival (a small FractalNet) reaches about 0.26 on the 200 test images, far above chance.
 FORGED_ABOVE = 0.5
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.e2e]
 
 
 CORPUS = {path.stem: corpus_header(path) for path in sorted(FORGE.glob("*.py"))}

@@ -15,6 +15,8 @@ from nas_agent.fractals.render import (_PROBES, Networks, RenderSettings, bounda
                                       too_simple)
 from nas_agent.fractals.stylize import StylizeSettings, stylize
 
+pytestmark = pytest.mark.train
+
 TINY = dict(classes=3, per_class=6, size=16, steps=16)
 
 

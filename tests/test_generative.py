@@ -21,6 +21,8 @@ from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
 from nas_agent.generative.baseline import best_per_pixel_bpd
 from nas_agent.space import load_template
 
+pytestmark = pytest.mark.train
+
 # Small enough to train an epoch of 512 images in well under a minute on two CPU cores.
 TINY = {"LEVEL_SEQ": (64, 16, 3), "LEVEL_WIDTH": (32, 32, 16), "LEVEL_DEPTH": (1, 1, 1)}
 TRAIN_IMAGES, TEST_IMAGES = 512, 200

@@ -20,6 +20,8 @@ from nas_agent.space import load_templates
 from nas_agent.validate import SmokeLimits, Validator, smoke_test
 from nas_agent.sandbox import landlock
 
+pytestmark = pytest.mark.sandbox
+
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 SMOKE_LIMITS = SmokeLimits(seconds=20, memory_mb=4096)
 

@@ -29,6 +29,8 @@ from nas_agent.validate import SmokeLimits, smoke_test
 
 from conftest import corpus_header, run_nas_agent
 
+pytestmark = pytest.mark.sandbox
+
 ESCAPE = Path(__file__).resolve().parent / "hostile" / "escape"
 CORPUS = sorted(ESCAPE.glob("*.py"))
 SECRET = "NAS-AGENT-SECRET-"

@@ -16,6 +16,8 @@ from nas_agent.llm.replay import ReplayBackend, record
 from nas_agent.space import editable_regions, load_template, load_templates, read_params
 from nas_agent.validate import Validator
 
+pytestmark = pytest.mark.llm
+
 NET = "import torch\nclass Net(nn.Module):\n    pass"
 
 

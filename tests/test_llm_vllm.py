@@ -26,6 +26,8 @@ from nas_agent.llm.openai_backend import OpenAIBackend
 from nas_agent.space import load_template, load_templates
 from nas_agent.validate import Validator
 
+pytestmark = pytest.mark.llm
+
 REPO = Path(__file__).resolve().parents[1]
 VLLM_VENV = REPO / ".venv-vllm"
 PROMPTS = ["What is 2 + 2?", "Name a colour.", "Write a haiku about the sea.", "Say hello in French."]

@@ -13,6 +13,8 @@ from nas_agent.train.loop import NonFiniteLoss, _autocast, cpu_has_native_bf16, 
 
 from conftest import CANDIDATES, SMALL_FRACTAL
 
+pytestmark = pytest.mark.train
+
 
 def _module(path, name):
     spec = importlib.util.spec_from_file_location(name, path)

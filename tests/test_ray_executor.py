@@ -22,6 +22,8 @@ from nas_agent.validate import validator_for
 
 from conftest import SMALL_FRACTAL
 
+pytestmark = pytest.mark.ray
+
 TINY = {**SMALL_FRACTAL, "N_BLOCKS": 2, "BASE_CHANNELS": 8, "MAX_CHANNELS": 32}
 
 

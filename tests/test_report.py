@@ -62,6 +62,7 @@ def report(built, tmp_path_factory):
     return out
 
 
+@pytest.mark.browser
 def test_report_loads_in_chromium_with_every_table_and_plot(report, built, browser):
     browser.get(report.as_uri())
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
@@ -98,6 +99,7 @@ def test_report_loads_in_chromium_with_every_table_and_plot(report, built, brows
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 50_000
 
 
+@pytest.mark.browser
 def test_clicking_a_header_sorts_the_leaderboard(report, browser):
     browser.get(report.as_uri())
 

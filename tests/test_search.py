@@ -14,6 +14,8 @@ from nas_agent.catalog import Catalog
 
 from conftest import catalog_snapshot, wait_until_one_done_and_one_mid_training
 
+pytestmark = pytest.mark.e2e
+
 # Small FractalNets on a 600 / 200 image subset: each candidate trains in seconds on a CPU.
 SEARCH_TOML = """
 name = "test-search"

@@ -16,7 +16,7 @@ from nas_agent.space import load_template
 
 from conftest import CANDIDATES, REPO, SMALL_FRACTAL, catalog_snapshot, wait_until_one_done_and_one_mid_training
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.train, pytest.mark.e2e]
 
 
 def nas_agent(*args, env, timeout=600, check=True):
