@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from nas_agent.sandbox import landlock
 from nas_agent.space import load_templates
 from nas_agent.validate import SmokeLimits, Validator, smoke_test
-from nas_agent.sandbox import landlock
+
+from conftest import corpus_header
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,12 +45,7 @@ class Hostile:
 def _corpus() -> list[Hostile]:
     files = []
     for path in sorted(HOSTILE.glob("*.py")):
-        header = {}
-        for line in path.read_text().splitlines():
-            if not line.startswith("# ") or ":" not in line:
-                break
-            key, _, value = line[2:].partition(":")
-            header[key.strip()] = value.strip()
+        header = corpus_header(path)
         files.append(Hostile(path, header["expect"], float(header["limit"]), header["why"],
                              header.get("touches"), header.get("sandbox")))
     return files
