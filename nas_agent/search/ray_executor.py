@@ -65,9 +65,18 @@ class _StopFlags:
         self._raised.discard(key)
 
 
-def _train_task(job: TrainJob, workdir: str, key: str, flags):
-    """The Ray task (a generator): yields ("event", dict) as the child reports, then ("outcome", TrainOutcome)."""
+def _train_task(job: TrainJob, workdir: str, key: str, flags, allow_unjailed: bool = False):
+    """The Ray task (a generator): yields ("event", dict) as the child reports, then ("outcome", TrainOutcome).
+
+    The child is jailed on the worker's node as it would be here; `allow_unjailed` carries the
+    driver's --allow-unjailed to a node that cannot build the jail.
+    """
     import ray
+
+    from nas_agent.sandbox import walls
+
+    if allow_unjailed:
+        walls.allow_unjailed(True)
 
     cancel = threading.Event()
     inbox: queue.Queue = queue.Queue()
@@ -237,7 +246,10 @@ class RayExecutor:
         """Train `job` as a Ray task (blocking); events reach `on_event` as they happen; `cancel` stops it."""
         ray, flags = self._ray, self._flags
         key = f"{job.name}/{uuid.uuid4().hex}"
-        stream = self._task.remote(self._placed(job), str(Path(workdir).resolve()), key, flags)
+        from nas_agent.sandbox import walls
+
+        stream = self._task.remote(self._placed(job), str(Path(workdir).resolve()), key, flags,
+                                   walls.unjailed_allowed())
         events: list[dict] = []
         stop_asked: float | None = None
         finished = False
