@@ -1,10 +1,15 @@
-"""Bad input ends in one clear line and a non-zero exit, and leaves the catalog as it was."""
+"""Bad input ends in one clear line and a non-zero exit, and leaves the catalog as it was.
+
+One test starts the real `nas-agent` process; the others run the commands in this process through
+Typer's runner (the same code, without an interpreter start each).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +22,18 @@ def run_cli(*args, env=None, cwd=None):
     env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "nas_agent.cli", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=120)
+
+
+def invoke(*args, env=None):
+    """`nas-agent ARGS` in this process: its exit code, stdout and stderr, as run_cli gives them."""
+    from typer.testing import CliRunner
+
+    from nas_agent.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback is a failure of its own, not a one-line error
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
 
 
 def assert_one_line_error(result, *words):
@@ -37,28 +54,28 @@ def test_missing_dataset_names_the_paths_tried_and_leaves_no_catalog(tmp_path):
 def test_unreadable_and_invalid_configs(tmp_path):
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("[train\nepochs = 3\n")
-    assert_one_line_error(run_cli("train", CANDIDATES / "nan_loss.py", "--config", bad_toml), "not valid TOML")
+    assert_one_line_error(invoke("train", CANDIDATES / "nan_loss.py", "--config", bad_toml), "not valid TOML")
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[train]\nepochs = 0\noptimiser = 'sgd'\n")
-    assert_one_line_error(run_cli("sweep", tmp_path, "--config", wrong), "optimiser")
-    assert_one_line_error(run_cli("generate", "--count", "--config", tmp_path / "missing.toml"), "cannot read config")
+    assert_one_line_error(invoke("sweep", tmp_path, "--config", wrong), "optimiser")
+    assert_one_line_error(invoke("generate", "--count", "--config", tmp_path / "missing.toml"), "cannot read config")
 
 
 def test_a_file_that_is_not_a_catalog_is_refused_and_left_unchanged(tmp_path):
     garbage = tmp_path / "catalog.sqlite"
     garbage.write_bytes(b"definitely not sqlite" * 100)
     before = garbage.read_bytes()
-    assert_one_line_error(run_cli("leaderboard", "--catalog", garbage))
+    assert_one_line_error(invoke("leaderboard", "--catalog", garbage))
     assert garbage.read_bytes() == before
 
 
 def test_other_bad_arguments(tmp_path):
-    assert_one_line_error(run_cli("generate"), "--out")
-    assert_one_line_error(run_cli("leaderboard", "--catalog", tmp_path / "none.sqlite"), "no catalog")
-    assert_one_line_error(run_cli("sweep", tmp_path / "empty-does-not-exist"), "not a folder")
+    assert_one_line_error(invoke("generate"), "--out")
+    assert_one_line_error(invoke("leaderboard", "--catalog", tmp_path / "none.sqlite"), "no catalog")
+    assert_one_line_error(invoke("sweep", tmp_path / "empty-does-not-exist"), "not a folder")
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("sweep", tmp_path / "empty"), "no candidate files")
-    assert_one_line_error(run_cli("train", tmp_path / "missing.py"), "no such file")
+    assert_one_line_error(invoke("sweep", tmp_path / "empty"), "no candidate files")
+    assert_one_line_error(invoke("train", tmp_path / "missing.py"), "no such file")
 
 
 def test_config_validation():
@@ -106,7 +123,7 @@ def test_hostile_file_is_rejected_at_policy_and_never_run(tmp_path, cli_env):
     (folder / "hostile.py").write_text(good.replace(
         "import torch\n", f"import torch\nimport os\nos.system('touch {marker}')\n", 1))
     catalog = tmp_path / "catalog.sqlite"
-    result = run_cli("sweep", folder, "--catalog", catalog, env=cli_env)
+    result = invoke("sweep", folder, "--catalog", catalog, env=cli_env)
     assert result.returncode == 1
     assert "policy" in result.stderr and "import of os" in result.stderr
     assert not marker.exists()
