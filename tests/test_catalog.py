@@ -22,7 +22,7 @@ from nas_agent.catalog import (
     prm_uid,
 )
 from nas_agent.catalog.lemur import DATA_COLUMNS, data
-from nas_agent.catalog.store import SCHEMA_VERSION
+from nas_agent.catalog.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_a_catalog_written_by_schema_2_opens_upgrades_and_keeps_every_row(tmp_pa
 
 
 def test_a_migration_adds_its_columns_to_an_existing_catalog_and_keeps_the_rows(tmp_path, monkeypatch):
-    import nas_agent.catalog.store as store
+    import nas_agent.catalog.schema as schema
 
     path = tmp_path / "old.sqlite"
     with Catalog(path) as old:
@@ -125,13 +125,13 @@ def test_a_migration_adds_its_columns_to_an_existing_catalog_and_keeps_the_rows(
                                   task=TASK_CLASSIFICATION, dataset="cifar-10", metric="acc", code_hash="00aa11bb",
                                   template_params={}, parent=None, origin="manual"))
     # The next version adds model.note: the DDL names it, and a step adds it to catalogs made before.
-    step = store.Migration(SCHEMA_VERSION + 1, "a note per model", add_columns=(("model", "note", "TEXT"),),
-                           statements=("UPDATE model SET note = 'migrated'",))
-    monkeypatch.setattr(store, "MIGRATIONS", (*store.MIGRATIONS, step))
-    monkeypatch.setattr(store, "SCHEMA_VERSION", step.version)
-    monkeypatch.setattr(store, "_OWN_SCHEMA", store._OWN_SCHEMA.replace("CREATE TABLE IF NOT EXISTS model (",
-                                                                        "CREATE TABLE IF NOT EXISTS model (\n    note TEXT,"))
-    store._schema_columns.cache_clear()
+    step = schema.Migration(SCHEMA_VERSION + 1, "a note per model", add_columns=(("model", "note", "TEXT"),),
+                             statements=("UPDATE model SET note = 'migrated'",))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", step.version)
+    monkeypatch.setattr(schema, "OWN_SCHEMA", schema.OWN_SCHEMA.replace("CREATE TABLE IF NOT EXISTS model (",
+                                                                          "CREATE TABLE IF NOT EXISTS model (\n    note TEXT,"))
+    schema.schema_columns.cache_clear()
     try:
         with Catalog(path) as upgraded:
             assert [r[0] for r in upgraded.db.conn.execute("SELECT note FROM model")] == ["migrated"]
@@ -139,7 +139,7 @@ def test_a_migration_adds_its_columns_to_an_existing_catalog_and_keeps_the_rows(
         with Catalog(path) as again:  # a second open finds it current and changes nothing
             assert [r[0] for r in again.db.conn.execute("SELECT note FROM model")] == ["migrated"]
     finally:
-        store._schema_columns.cache_clear()
+        schema.schema_columns.cache_clear()
 
 
 def test_a_catalog_from_a_newer_nas_agent_is_refused_untouched(tmp_path):

@@ -6,7 +6,8 @@ the best of a model's epochs, and the leaderboard narrowed by dataset and parame
 
 from __future__ import annotations
 
-from nas_agent.catalog.store import Catalog, CatalogError, lower_is_better
+from nas_agent.catalog.records import lower_is_better
+from nas_agent.catalog.store import Catalog, CatalogError
 
 # Event kinds that mean a run trained (or tried to train) the model, as opposed to rejecting a file.
 _TRAINING_EVENTS = ("queued", "running", "done", "failed", "resumed")

@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nas_agent.catalog.store import Catalog, CatalogError, EpochRecord, ModelRecord, lower_is_better, prm_uid
+from nas_agent.catalog.records import EpochRecord, ModelRecord, lower_is_better, prm_uid
+from nas_agent.catalog.store import Catalog, CatalogError
 
 ORIGIN = "lemur"
 MANIFEST = "nas-agent.json"

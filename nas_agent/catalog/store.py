@@ -11,235 +11,28 @@ which WAL mode and a busy timeout make safe.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import sqlite_utils
 
+from nas_agent.catalog import schema
+from nas_agent.catalog.records import (EVENT_KINDS, LOWER_IS_BETTER_METRICS, MODEL_STATUSES, RUN_STATUSES,
+                                       EpochRecord, ModelRecord, prm_uid)
 from nas_agent.errors import UserError
-
-TASK_CLASSIFICATION = "img-classification"
-
-MODEL_STATUSES = ("queued", "running", "done", "failed")
-RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
 
 # A reader may have to wait while the driver commits or checkpoints; 30 s is far
 # longer than any single write of ours takes.
 BUSY_TIMEOUT_S = 30.0
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-# LEMUR's tables, as ab/nn/util/db/Init.py of nn-dataset creates them. One
-# deliberate difference: LEMUR also declares stat.prm REFERENCES prm(uid), but
-# prm.uid is not unique, and with foreign keys enforced (as here) SQLite rejects
-# every insert into such a table with "foreign key mismatch".
-_LEMUR_SCHEMA = """
-CREATE TABLE IF NOT EXISTS nn (
-    name TEXT PRIMARY KEY,
-    code TEXT NOT NULL,
-    id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_nn_id ON nn(id);
-CREATE TABLE IF NOT EXISTS transform (
-    name TEXT PRIMARY KEY,
-    code TEXT NOT NULL,
-    id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS metric (
-    name TEXT PRIMARY KEY,
-    code TEXT NOT NULL,
-    id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prm (
-    uid TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value OBJECT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_prm_uid ON prm(uid, name, value);
-CREATE TABLE IF NOT EXISTS stat (
-    id TEXT PRIMARY KEY,
-    accuracy REAL,
-    epoch INTEGER,
-    duration INTEGER,
-    task TEXT,
-    dataset TEXT,
-    nn TEXT,
-    transform TEXT,
-    metric TEXT,
-    prm TEXT,
-    FOREIGN KEY (nn) REFERENCES nn (name) ON DELETE CASCADE,
-    FOREIGN KEY (transform) REFERENCES transform (name) ON DELETE CASCADE,
-    FOREIGN KEY (metric) REFERENCES metric (name) ON DELETE CASCADE);
-CREATE INDEX IF NOT EXISTS idx_accuracy_desc ON stat (accuracy DESC);
-CREATE INDEX IF NOT EXISTS idx_task ON stat (task);
-CREATE INDEX IF NOT EXISTS idx_dataset ON stat (dataset);
-CREATE INDEX IF NOT EXISTS idx_nn ON stat (nn);
-CREATE INDEX IF NOT EXISTS idx_transform ON stat (transform);
-CREATE INDEX IF NOT EXISTS idx_metric ON stat (metric);
-CREATE INDEX IF NOT EXISTS idx_prm ON stat (prm);
-CREATE TABLE IF NOT EXISTS train_stat (
-    stat_id TEXT PRIMARY KEY,
-    train_loss REAL,
-    test_loss REAL,
-    train_accuracy REAL,
-    gradient_norm REAL,
-    samples_per_second REAL,
-    epoch_max INTEGER,
-    cpu_count INTEGER,
-    cpu_type TEXT,
-    cpu_usage_percent REAL,
-    total_ram_kb REAL,
-    occupied_ram_kb REAL,
-    ram_usage_percent REAL,
-    gpu_type TEXT,
-    gpu_memory_kb REAL,
-    gpu_total_memory_kb REAL,
-    occupied_gpu_memory_kb REAL,
-    gpu_memory_usage_percent REAL,
-    FOREIGN KEY (stat_id) REFERENCES stat(id) ON DELETE CASCADE);
-CREATE INDEX IF NOT EXISTS idx_train_stat_gradient_norm ON train_stat (gradient_norm);
-CREATE INDEX IF NOT EXISTS idx_train_stat_samples_per_second ON train_stat (samples_per_second);
-"""
-
-_OWN_SCHEMA = """
-CREATE TABLE IF NOT EXISTS model (
-    name TEXT PRIMARY KEY REFERENCES nn (name) ON DELETE CASCADE,
-    family TEXT,
-    task TEXT,
-    dataset TEXT,
-    metric TEXT,
-    code_hash TEXT,
-    struct_hash TEXT,
-    template_params TEXT,
-    parent TEXT,
-    origin TEXT,
-    n_params INTEGER,
-    status TEXT,
-    reason TEXT,
-    run_id TEXT,
-    created TEXT,
-    updated TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS idx_model_code_hash ON model (code_hash);
-CREATE INDEX IF NOT EXISTS idx_model_struct_hash ON model (struct_hash);
-CREATE INDEX IF NOT EXISTS idx_model_status ON model (status);
-CREATE INDEX IF NOT EXISTS idx_model_origin ON model (origin);
-CREATE INDEX IF NOT EXISTS idx_model_family ON model (family);
-CREATE TABLE IF NOT EXISTS run (
-    id TEXT PRIMARY KEY,
-    command TEXT,
-    config TEXT,
-    started TEXT,
-    ended TEXT,
-    status TEXT);
-CREATE TABLE IF NOT EXISTS event (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT,
-    nn TEXT,
-    kind TEXT,
-    stage TEXT,
-    reason TEXT,
-    at TEXT);
-CREATE INDEX IF NOT EXISTS idx_event_nn ON event (nn);
-CREATE INDEX IF NOT EXISTS idx_event_kind ON event (kind);
-CREATE TABLE IF NOT EXISTS llm_call (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT,
-    purpose TEXT,
-    parent TEXT,
-    backend TEXT,
-    model TEXT,
-    sampling TEXT,
-    prompt TEXT,
-    completion TEXT,
-    reasoning_chars INTEGER,
-    tokens_in INTEGER,
-    tokens_out INTEGER,
-    latency_s REAL,
-    finish_reason TEXT,
-    ok INTEGER,
-    stage TEXT,
-    reason TEXT,
-    code_hash TEXT,
-    nn TEXT,
-    at TEXT);
-CREATE INDEX IF NOT EXISTS idx_llm_call_run ON llm_call (run_id);
-CREATE INDEX IF NOT EXISTS idx_llm_call_parent ON llm_call (parent, ok);
-CREATE TABLE IF NOT EXISTS proposal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT,
-    round INTEGER,
-    strategy TEXT,
-    parent TEXT,
-    change TEXT,
-    nn TEXT,
-    code_hash TEXT,
-    prm TEXT,
-    trial INTEGER,
-    ok INTEGER,
-    stage TEXT,
-    reason TEXT,
-    status TEXT,
-    accuracy REAL,
-    at TEXT);
-CREATE INDEX IF NOT EXISTS idx_proposal_run ON proposal (run_id, round);
-CREATE INDEX IF NOT EXISTS idx_proposal_nn ON proposal (nn);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT);
-CREATE TABLE IF NOT EXISTS pretrain_variant (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    nn TEXT REFERENCES nn (name) ON DELETE CASCADE,
-    prm TEXT,
-    variant TEXT,
-    dataset_hash TEXT,
-    dataset_params TEXT,
-    dataset_path TEXT,
-    stylize TEXT,
-    pretrain_epochs INTEGER,
-    pretrain_accuracy REAL,
-    pretrain_seconds REAL,
-    finetune_subset INTEGER,
-    finetune_epochs INTEGER,
-    accuracy REAL,
-    final_accuracy REAL,
-    seed INTEGER,
-    status TEXT,
-    reason TEXT,
-    run_id TEXT,
-    created TEXT,
-    updated TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS idx_pretrain_variant_trial ON pretrain_variant (nn, prm);
-"""
-
-LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
-OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta", "pretrain_variant")
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the schema, from `version - 1` to `version`, applied to a user's existing catalog.
-
-    New tables and indexes need no step of their own (the DDL above creates what is missing);
-    a step adds columns to tables that exist, then runs its statements, in one transaction.
-    """
-
-    version: int
-    why: str
-    add_columns: tuple[tuple[str, str, str], ...] = ()    # (table, column, declaration)
-    statements: tuple[str, ...] = ()
-
-
-# Ordered, append-only: a catalog stamped N gets every step above N when it is opened.
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(3, "the pretrain_variant table: fractal pre-training variants of a trial"),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _UPSERT_STAT = """
 INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
@@ -259,9 +52,6 @@ ON CONFLICT (stat_id) DO UPDATE SET train_loss = excluded.train_loss,
     gpu_type = excluded.gpu_type, gpu_memory_kb = excluded.gpu_memory_kb,
     occupied_ram_kb = excluded.occupied_ram_kb
 """
-
-# Metrics (stat.metric) where a lower value is better; every other metric is ranked highest first.
-LOWER_IS_BETTER_METRICS = ("bpd",)
 
 # A stat row's score in its metric's direction: ascending order puts the best first.
 _SIGNED = "(CASE WHEN {t}.metric IN (SELECT value FROM json_each(:lower)) THEN {t}.accuracy ELSE -{t}.accuracy END)"
@@ -310,71 +100,6 @@ class CatalogError(UserError):
     """The catalog file cannot be used, or a named model/run is not in it (one-line message)."""
 
 
-@dataclass
-class ModelRecord:
-    """A validated candidate about to enter the catalog."""
-
-    name: str
-    code: str
-    family: str
-    task: str
-    dataset: str
-    metric: str
-    code_hash: str
-    template_params: dict
-    parent: str | None
-    origin: str
-    struct_hash: str | None = None
-    n_params: int | None = None
-
-
-@dataclass
-class EpochRecord:
-    """One finished epoch of one trial (one set of hyperparameters) of one model."""
-
-    nn: str
-    epoch: int
-    accuracy: float
-    duration_s: float
-    prm: dict
-    transform: str
-    metric: str
-    task: str
-    dataset: str
-    train_loss: float | None = None
-    test_loss: float | None = None
-    train_accuracy: float | None = None
-    samples_per_second: float | None = None
-    epoch_max: int | None = None
-    gpu_type: str | None = None
-    gpu_memory_kb: float | None = None
-    occupied_ram_kb: float | None = None
-    # The trial id; None derives it from prm. An import keeps the uid its source gave the trial.
-    uid: str | None = None
-
-
-def lower_is_better(metric: str | None) -> bool:
-    """Whether a smaller value of this metric is the better one (bits/dim), unlike accuracy."""
-    return metric in LOWER_IS_BETTER_METRICS
-
-
-def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:
-    """LEMUR-style model name, e.g. ``img-classification_cifar-10_acc_FractalNet-1a2b3c4d``."""
-    # LEMUR splits names on "_", so the parts before the family must not contain one.
-    for part in (task, dataset, metric):
-        if not part or "_" in part:
-            raise ValueError(f"task, dataset and metric must be non-empty and free of '_': {part!r}")
-    if not family or len(code_hash) < 8:
-        raise ValueError("family must be non-empty and code_hash at least 8 characters")
-    return f"{task}_{dataset}_{metric}_{family}-{code_hash[:8]}"
-
-
-def prm_uid(prm: dict) -> str:
-    """The trial id of a hyperparameter set: md5 of its canonical JSON (sorted keys)."""
-    canonical = json.dumps(prm, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.md5(canonical.encode()).hexdigest()
-
-
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
@@ -389,27 +114,6 @@ def _prm_value(value):
     if isinstance(value, (bool, int, float, str)):
         return value
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def _pending(version: int | None) -> list[Migration]:
-    """The steps a catalog stamped `version` still needs; none for a new file (the DDL makes it current)."""
-    return [] if version is None else [m for m in MIGRATIONS if m.version > version]
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-@functools.lru_cache(maxsize=1)
-def _schema_columns() -> dict[str, list[str]]:
-    """Column names of every catalog table, read back from the DDL itself."""
-    mem = sqlite3.connect(":memory:")
-    try:
-        mem.executescript(_LEMUR_SCHEMA + _OWN_SCHEMA)
-        return {t: [row[1] for row in mem.execute(f"PRAGMA table_info({t})")]
-                for t in LEMUR_TABLES + OWN_TABLES}
-    finally:
-        mem.close()
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -468,29 +172,29 @@ class Catalog:
         if not lemur_made:
             conn.execute("PRAGMA foreign_keys = ON")
         # A reader opening a complete catalog must not write: the driver may hold the write lock.
-        if version != SCHEMA_VERSION or not existing.issuperset(LEMUR_TABLES + OWN_TABLES):
+        if version != schema.SCHEMA_VERSION or not existing.issuperset(schema.LEMUR_TABLES + schema.OWN_TABLES):
             with self._write() as w:
-                for migration in _pending(version):
+                for migration in schema.pending(version):
                     for table, column, declaration in migration.add_columns:
                         if table in existing and column not in {c.name for c in self.db[table].columns}:
                             w.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                     for statement in migration.statements:
                         w.execute(statement)
-                for statement in _statements(_LEMUR_SCHEMA + _OWN_SCHEMA):
+                for statement in schema.statements(schema.LEMUR_SCHEMA + schema.OWN_SCHEMA):
                     w.execute(statement)
                 w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                          (str(SCHEMA_VERSION),))
+                          (str(schema.SCHEMA_VERSION),))
 
     def _check_compatible(self, existing: set[str]) -> int | None:
         """Raise CatalogError unless the file is empty, a catalog, or a LEMUR database; return its schema version."""
         if existing and "meta" not in existing and not {"nn", "stat"} <= existing:
             raise CatalogError(f"{self.path} is an SQLite database but not a catalog; choose another path")
         version = self._stamped_version(existing)
-        if version is not None and version > SCHEMA_VERSION:
+        if version is not None and version > schema.SCHEMA_VERSION:
             raise CatalogError(f"{self.path} has catalog schema {version}, newer than this "
-                               f"nas-agent's {SCHEMA_VERSION}; upgrade nas-agent")
-        added_later = {(table, column) for m in _pending(version) for table, column, _ in m.add_columns}
-        for table, wanted in _schema_columns().items():
+                               f"nas-agent's {schema.SCHEMA_VERSION}; upgrade nas-agent")
+        added_later = {(table, column) for m in schema.pending(version) for table, column, _ in m.add_columns}
+        for table, wanted in schema.schema_columns().items():
             if table in existing:
                 present = {c.name for c in self.db[table].columns}
                 missing = {c for c in wanted if (table, c) not in added_later} - present
@@ -763,7 +467,7 @@ class Catalog:
 
     def add_llm_call(self, **fields) -> int:
         """Record one completion of an LLM call and the verdict of what it produced; returns its id."""
-        known = set(_schema_columns()["llm_call"]) - {"id", "at"}
+        known = set(schema.schema_columns()["llm_call"]) - {"id", "at"}
         unknown = set(fields) - known
         if unknown:
             raise ValueError(f"unknown llm_call field(s): {', '.join(sorted(unknown))}")
@@ -803,7 +507,7 @@ class Catalog:
         ok, stage and reason (the verdict), status (queued, done, failed, stopped, duplicate, rejected),
         accuracy (the best test accuracy its training reached).
         """
-        known = set(_schema_columns()["proposal"]) - {"id", "at"}
+        known = set(schema.schema_columns()["proposal"]) - {"id", "at"}
         unknown = set(fields) - known
         if unknown:
             raise ValueError(f"unknown proposal field(s): {', '.join(sorted(unknown))}")
@@ -842,7 +546,7 @@ class Catalog:
         synthetic test views), pretrain_seconds, finetune_subset, finetune_epochs, accuracy (best
         fine-tuned test accuracy), final_accuracy, seed, status, reason, run_id.
         """
-        known = set(_schema_columns()["pretrain_variant"]) - {"id", "created", "updated"}
+        known = set(schema.schema_columns()["pretrain_variant"]) - {"id", "created", "updated"}
         unknown = set(fields) - known
         if unknown or not {"nn", "prm"} <= set(fields):
             raise ValueError(f"pretrain_variant needs nn and prm; unknown field(s): {', '.join(sorted(unknown))}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from nas_agent.catalog import Catalog, CatalogError, EpochRecord
-from nas_agent.catalog.store import prm_uid
+from nas_agent.catalog.records import prm_uid
 from nas_agent.config import Config
 from nas_agent.fractals.dataset import SyntheticDataset, read_dataset
 from nas_agent.search.sweep import METRIC, METRIC_CODE, run_dir_of, transform_of, trial_prm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from nas_agent.catalog import Catalog
-from nas_agent.catalog.store import lower_is_better
+from nas_agent.catalog.records import lower_is_better
 
 
 def strategy_summary(catalog: Catalog, run_id: str) -> list[dict]:

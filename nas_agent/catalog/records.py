@@ -1,0 +1,82 @@
+"""The values the catalog stores and names: model and epoch records, LEMUR names, trial ids, metric direction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+TASK_CLASSIFICATION = "img-classification"
+
+MODEL_STATUSES = ("queued", "running", "done", "failed")
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
+
+
+# Metrics (stat.metric) where a lower value is better; every other metric is ranked highest first.
+LOWER_IS_BETTER_METRICS = ("bpd",)
+
+
+@dataclass
+class ModelRecord:
+    """A validated candidate about to enter the catalog."""
+
+    name: str
+    code: str
+    family: str
+    task: str
+    dataset: str
+    metric: str
+    code_hash: str
+    template_params: dict
+    parent: str | None
+    origin: str
+    struct_hash: str | None = None
+    n_params: int | None = None
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch of one trial (one set of hyperparameters) of one model."""
+
+    nn: str
+    epoch: int
+    accuracy: float
+    duration_s: float
+    prm: dict
+    transform: str
+    metric: str
+    task: str
+    dataset: str
+    train_loss: float | None = None
+    test_loss: float | None = None
+    train_accuracy: float | None = None
+    samples_per_second: float | None = None
+    epoch_max: int | None = None
+    gpu_type: str | None = None
+    gpu_memory_kb: float | None = None
+    occupied_ram_kb: float | None = None
+    # The trial id; None derives it from prm. An import keeps the uid its source gave the trial.
+    uid: str | None = None
+
+
+def lower_is_better(metric: str | None) -> bool:
+    """Whether a smaller value of this metric is the better one (bits/dim), unlike accuracy."""
+    return metric in LOWER_IS_BETTER_METRICS
+
+
+def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:
+    """LEMUR-style model name, e.g. ``img-classification_cifar-10_acc_FractalNet-1a2b3c4d``."""
+    # LEMUR splits names on "_", so the parts before the family must not contain one.
+    for part in (task, dataset, metric):
+        if not part or "_" in part:
+            raise ValueError(f"task, dataset and metric must be non-empty and free of '_': {part!r}")
+    if not family or len(code_hash) < 8:
+        raise ValueError("family must be non-empty and code_hash at least 8 characters")
+    return f"{task}_{dataset}_{metric}_{family}-{code_hash[:8]}"
+
+
+def prm_uid(prm: dict) -> str:
+    """The trial id of a hyperparameter set: md5 of its canonical JSON (sorted keys)."""
+    canonical = json.dumps(prm, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.md5(canonical.encode()).hexdigest()
