@@ -1,9 +1,8 @@
 """The SQLite catalog: LEMUR's tables plus ours for lineage, status, runs and events.
 
-Every SQL statement of the catalog lives in this module. LEMUR's core tables
-(`nn`, `transform`, `metric`, `prm`, `stat`, `train_stat`) are created exactly
-as nn-dataset creates them, so a LEMUR user recognises the file; what LEMUR
-lacks (model status and lineage, runs, the event log) lives in tables of our own.
+Every query of the catalog lives in this module; the tables and their migrations are in
+`schema` (LEMUR's core tables exactly as nn-dataset creates them, ours beside them), the
+values stored in `records`.
 
 One process writes (the search driver); any number may read at the same time,
 which WAL mode and a busy timeout make safe.
