@@ -39,7 +39,7 @@ from nas_agent.fractals.kid import domain_gap  # noqa: E402
 from nas_agent.search.pretrain import Pretrainer, Variant  # noqa: E402
 from nas_agent.fractals.render import RenderSettings, render_dataset  # noqa: E402
 from nas_agent.fractals.stylize import StylizeSettings, stylize  # noqa: E402
-from nas_agent.search.sweep import read_candidate, register  # noqa: E402
+from nas_agent.search.trainer import read_candidate, register  # noqa: E402
 from nas_agent.space import load_template  # noqa: E402
 from nas_agent.validate import validator_for  # noqa: E402
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from nas_agent.catalog import Catalog
 from nas_agent.config import load_config
 from nas_agent.data import resolve_cifar10
-from nas_agent.search.sweep import Trainer, read_candidate, register
+from nas_agent.search.trainer import Trainer, read_candidate, register
 from nas_agent.space import FractalSpace, generate_candidates, load_template
 from nas_agent.validate import validator_for
 

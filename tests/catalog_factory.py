@@ -18,7 +18,7 @@ import torch
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
 from nas_agent.config import load_config
 from nas_agent.search.reference import reference_candidate
-from nas_agent.search.sweep import METRIC, METRIC_CODE, transform_of, trial_prm
+from nas_agent.search.trainer import METRIC, METRIC_CODE, transform_of, trial_prm
 from nas_agent.space import FractalSpace, load_template
 from nas_agent.validate.normalize import code_hash
 

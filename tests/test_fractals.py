@@ -171,7 +171,7 @@ def test_pretrain_then_finetune_lands_in_the_catalog_with_its_variant(tmp_path, 
     from nas_agent.catalog import Catalog
     from nas_agent.config import load_config
     from nas_agent.search.pretrain import Pretrainer, Variant, variant_board
-    from nas_agent.search.sweep import read_candidate, register
+    from nas_agent.search.trainer import read_candidate, register
     from nas_agent.validate import validator_for
 
     x, y = raw_fractals

@@ -15,7 +15,7 @@ import pytest
 from nas_agent.catalog import Catalog
 from nas_agent.config import TrainConfig, load_config
 from nas_agent.search.ray_executor import RayExecutor, RayExecutorError
-from nas_agent.search.sweep import Trainer, read_candidate, register
+from nas_agent.search.trainer import Trainer, read_candidate, register
 from nas_agent.space import load_template
 from nas_agent.train.job import TrainJob
 from nas_agent.validate import validator_for

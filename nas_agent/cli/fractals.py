@@ -269,7 +269,7 @@ def pretrain(
     from nas_agent.data import resolve_cifar10
     from nas_agent.fractals.dataset import FractalDataError
     from nas_agent.search.pretrain import Pretrainer, Variant, variant_board
-    from nas_agent.search.sweep import read_candidate, register, run_dir_of
+    from nas_agent.search.trainer import read_candidate, register, run_dir_of
     from nas_agent.validate import validator_for
 
     try:

@@ -100,7 +100,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
     """Register and train files; returns the process exit code."""
     from nas_agent.catalog import Catalog
     from nas_agent.data import resolve_cifar10
-    from nas_agent.search.sweep import CandidateError, read_candidate, register, run_dir_of
+    from nas_agent.search.trainer import CandidateError, read_candidate, register, run_dir_of
     from nas_agent.validate import validator_for
 
     # Find the data before touching the catalog: a wrong path must leave the catalog as it was.
@@ -156,7 +156,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 
 
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
-    from nas_agent.search.sweep import Trainer
+    from nas_agent.search.trainer import Trainer
 
     metric = "bpd" if is_generative(cfg.task) else "acc"
     with progress_bars() as progress:
@@ -262,7 +262,7 @@ def validate(
 ) -> None:
     """Check candidates: parse, policy, contract, duplicates and (--smoke) a sandboxed run. Exit 1 if any fails."""
     from nas_agent.catalog import Catalog
-    from nas_agent.search.sweep import CandidateError, read_source
+    from nas_agent.search.trainer import CandidateError, read_source
     from nas_agent.validate import Validation, validator_for
 
     try:
@@ -337,7 +337,7 @@ def propose(
     from nas_agent.llm import LLMError, make_backend, sampling_of
     from nas_agent.llm.propose import Proposer
     from nas_agent.llm.replay import record as record_completions
-    from nas_agent.search.sweep import run_dir_of
+    from nas_agent.search.trainer import run_dir_of
     from nas_agent.space import load_template
     from nas_agent.validate import validator_for
 
@@ -415,7 +415,7 @@ def search(
     from nas_agent.catalog import Catalog
     from nas_agent.data import resolve_cifar10
     from nas_agent.llm import LLMError
-    from nas_agent.search.sweep import run_dir_of
+    from nas_agent.search.trainer import run_dir_of
     from nas_agent.space import load_template
     from nas_agent.space.template import read_task
     from nas_agent.validate import validator_for
@@ -692,7 +692,7 @@ def sample(
 ) -> None:
     """Draw images from a trained fractal generator (level by level, in the sandbox) and write a grid."""
     from nas_agent.generative.sample import SampleError, sample_images, write_grid
-    from nas_agent.search.sweep import checkpoint_of, run_dir_of
+    from nas_agent.search.trainer import checkpoint_of, run_dir_of
 
     try:
         cfg = config_of(config, catalog=catalog, device=device)

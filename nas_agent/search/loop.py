@@ -21,7 +21,7 @@ from nas_agent.catalog import Catalog
 from nas_agent.config import Config
 from nas_agent.search.reference import register_reference, trained_with
 from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
-from nas_agent.search.sweep import CandidateFile, Trainer, TrainRequest, register
+from nas_agent.search.trainer import CandidateFile, Trainer, TrainRequest, register
 from nas_agent.space.template import Template, TemplateError, read_family, read_params
 from nas_agent.validate.pipeline import Validation, Validator
 

@@ -22,7 +22,7 @@ from nas_agent.catalog import Catalog, CatalogError, EpochRecord
 from nas_agent.catalog.records import prm_uid
 from nas_agent.config import Config
 from nas_agent.fractals.dataset import SyntheticDataset, read_dataset
-from nas_agent.search.sweep import METRIC, METRIC_CODE, run_dir_of, transform_of, trial_prm
+from nas_agent.search.trainer import METRIC, METRIC_CODE, run_dir_of, transform_of, trial_prm
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.train.sandbox import run_job
 

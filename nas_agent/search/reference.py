@@ -7,7 +7,7 @@ from pathlib import Path
 from nas_agent.catalog import Catalog, prm_uid
 from nas_agent.catalog.records import lower_is_better
 from nas_agent.config import Config
-from nas_agent.search.sweep import CandidateFile, register
+from nas_agent.search.trainer import CandidateFile, register
 from nas_agent.space.template import load_template, render_params
 from nas_agent.validate.normalize import code_hash
 
