@@ -83,8 +83,7 @@ def lock_down(workdir: Path, writable: list[Path]) -> None:
     The driver left the compiled filter in the job folder (in the jail, the exec lock on top of the
     jail's own filter; unjailed, the jail's rules too); it is loaded on every thread, then deleted.
     """
-    from nas_agent.sandbox import seccomp
-    from nas_agent.sandbox import guard
+    from nas_agent.sandbox import guard, seccomp
 
     program = workdir / seccomp.EXEC_LOCK_FILE
     if program.exists():
