@@ -156,9 +156,9 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 
 
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
-    from nas_agent.search.trainer import Trainer
+    from nas_agent.search.trainer import Trainer, metric_of
 
-    metric = "bpd" if is_generative(cfg.task) else "acc"
+    metric = metric_of(cfg.task)[0]
     with progress_bars() as progress:
         overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
         rows: dict[str, int] = {}
@@ -415,7 +415,7 @@ def search(
     from nas_agent.catalog import Catalog
     from nas_agent.data import resolve_cifar10
     from nas_agent.llm import LLMError
-    from nas_agent.search.trainer import run_dir_of
+    from nas_agent.search.trainer import metric_of, run_dir_of
     from nas_agent.space import load_template
     from nas_agent.space.template import read_task
     from nas_agent.validate import validator_for
@@ -500,7 +500,7 @@ def search(
             llm.close()
     if board:
         _print_leaderboard(board[:20], title=f"run {run_id}: leaderboard")
-    _print_strategy_summary(summary, run_id, metric="bpd" if is_generative(cfg.task) else "acc")
+    _print_strategy_summary(summary, run_id, metric=metric_of(cfg.task)[0])
     if status == "interrupted":
         err.print(f"interrupted: finished results are in {cfg.catalog}; continue with "
                   f"nas-agent search --resume {run_id} --catalog {cfg.catalog}", highlight=False)
