@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from nas_agent.sandbox import seccomp, walls
-from nas_agent.sandbox.jail import JailSpec, exit_status, jail_argv
+from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, exit_status, jail_argv
 from nas_agent.train.sandbox import _cores_for, _folder_mb
 from nas_agent.train.score import ScoreError, count_parameters
 
@@ -96,7 +96,7 @@ def test_the_exec_lock_refuses_execve_and_nothing_more(tmp_path):
             "open(os.path.join(os.path.dirname(sys.argv[1]), 'still-writes'), 'w').write('ok')\n"
             "try: os.execv('/bin/true', ['true'])\nexcept PermissionError: print('refused')")
     done = subprocess.run([sys.executable, "-c", code, str(program)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(walls._package_root())})
+                          env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
     assert done.stdout.strip() == "refused", done.stderr
     assert (tmp_path / "still-writes").read_text() == "ok"
     with pytest.raises(ValueError, match="not a BPF program"):

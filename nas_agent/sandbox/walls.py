@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 
-from nas_agent.sandbox.jail import JailSpec, bwrap_path, jail_argv
+from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, bwrap_path, jail_argv
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,8 @@ class Walls:
         return all(w.ok for w in self.walls if w.required)
 
     def why_not(self) -> str:
+        """The required walls that do not hold, and why, in one line."""
         return "; ".join(f"{w.name}: {w.detail}" for w in self.walls if w.required and not w.ok)
-
-    def get(self, name: str) -> Wall:
-        return next(w for w in self.walls if w.name == name)
 
 
 def _probe_bwrap() -> Wall:
@@ -78,16 +76,11 @@ def _probe_seccomp() -> Wall:
             program.flush()
             done = subprocess.run([sys.executable, "-c", code, program.name], capture_output=True, text=True,
                                   timeout=30, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                                      _package_root(), os.environ.get("PYTHONPATH")]))})
+                                      PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))})
         if done.stdout.strip() != "refused":
             last = (done.stderr.strip().splitlines() or ["the filter did not refuse execve"])[-1]
             return Wall("seccomp", False, f"filter not loadable: {last[:200]}", True)
     return Wall("seccomp", ok, detail if not ok else f"libseccomp filter loads ({detail})", True)
-
-
-def _package_root() -> str:
-    from nas_agent.sandbox.jail import PACKAGE_ROOT
-    return PACKAGE_ROOT
 
 
 def _probe_landlock() -> Wall:

@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from nas_agent.sandbox import seccomp, walls
+from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, exit_status, jail_argv
 from nas_agent.train.events import (MAX_EVENTS, MAX_LINE_BYTES, MAX_TOTAL_BYTES, TRAIN_EVENTS, ProtocolError, check,
                                     parse_line, quote_untrusted)
 from nas_agent.train.job import CANDIDATE_FILE, TrainJob, TrainOutcome
@@ -36,7 +38,6 @@ from nas_agent.train.score import (LOGITS_FILE, PARAMETERS_FILE, ScoreError, cou
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
              "NVIDIA_VISIBLE_DEVICES")
 _PR_SET_PDEATHSIG = 1
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _POLL_SECONDS = 0.25
 
 
@@ -45,15 +46,10 @@ def _child_env(workdir: Path, threads: int) -> dict[str, str]:
     env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONHASHSEED="0",
                PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
                # The child must import the same nas_agent as the driver, installed or not.
-               PYTHONPATH=os.pathsep.join([_PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
+               PYTHONPATH=os.pathsep.join([PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]))
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
-
-
-def _tree_rss_mb(pid: int) -> float:
-    from nas_agent.sandbox.jail import tree_rss_mb
-    return tree_rss_mb(pid)
 
 
 @dataclass(frozen=True)
@@ -113,14 +109,25 @@ def _limit_child(limits: ChildLimits, limit_address_space: bool):
 
 
 def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    """Resident memory of `pid` and all its descendants, in MB (in the jail: bwrap, its init, the worker)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+                        break
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo += [int(c) for c in children.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _read_events(stream, sink: queue.Queue) -> None:
@@ -193,7 +200,6 @@ def _write_exec_lock(workdir: Path, full: bool) -> None:
 
     Unjailed (`full`), it carries the jail's rules as well. Without libseccomp on the driver there is none.
     """
-    from nas_agent.sandbox import seccomp
     if seccomp.available()[0]:
         (workdir / seccomp.EXEC_LOCK_FILE).write_bytes(seccomp.exec_lock_bpf(full))
 
@@ -239,7 +245,6 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     The worker reports JSON events on the pipe EVENT_FD; `on_event` sees each as it arrives.
     Setting `cancel` kills the child; its result then says "interrupted".
     """
-    from nas_agent.sandbox import walls
     walls_here = walls.probe()
     if not walls_here.jail_ok and not walls.unjailed_allowed():
         return ChildResult(killed_for=f"refused: this host cannot jail candidate code ({walls_here.why_not()}); "
@@ -261,11 +266,9 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     started = time.monotonic()
     try:
         if jailed:
-            from nas_agent.sandbox.jail import JailSpec, jail_argv
-            from nas_agent.sandbox.seccomp import jail_filter_fd
             for folder in writable:
                 Path(folder).mkdir(parents=True, exist_ok=True)
-            seccomp_fd = jail_filter_fd()
+            seccomp_fd = seccomp.jail_filter_fd()
             pass_fds.append(seccomp_fd)
             spec = JailSpec(writable=tuple(map(str, [workdir, *writable])), readable=tuple(map(str, readable)),
                             cuda=on_gpu, env=env)
@@ -315,7 +318,7 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
             result.killed_for = "interrupted: the run was stopped"
         elif time.monotonic() - started > limits.seconds:
             result.killed_for = f"timeout: still running after {limits.seconds:g} s{_cite(limits.seconds_key)}"
-        elif (_tree_rss_mb(proc.pid) if jailed else _rss_mb(proc.pid)) > limits.memory_mb:
+        elif _rss_mb(proc.pid) > limits.memory_mb:
             result.killed_for = (f"out of memory: resident memory above {limits.memory_mb} MB"
                                  f"{_cite(limits.memory_key)}")
         elif limits.folder_mb is not None and _folder_mb([workdir, *writable]) > limits.folder_mb:
@@ -324,7 +327,6 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
             break
     result.returncode = proc.wait() if not result.killed_for else None
     if jailed and result.returncode is not None:  # bwrap says 128+N for a command killed by signal N
-        from nas_agent.sandbox.jail import exit_status
         result.returncode = exit_status(result.returncode)
     _kill_group(proc)  # the child if a limit was hit, and anything it left in its process group
     reader.join(timeout=5)
