@@ -77,6 +77,7 @@ HOSTILE = {
     "format reaching attributes": "s = '{0.__traceback__.tb_frame}'.format(e)",
     "format on a computed string": "s = ('{0.' + 'x}').format(e)",
     "format_map": "s = '{a.b}'.format_map(d)",
+    "format reaching attributes from a spec": "s = '{:{0.__class__}}'.format(e)",
     "string annotation": "def f(x: \"__import__('os').system('id')\"):\n    pass",
     "module attribute assignment": "import torch.nn.functional as F\nF.cross_entropy = lambda *a: 0",
     "class attribute assignment": "from torch import Tensor\nTensor.argmax = lambda self, dim=None: self",
@@ -109,6 +110,7 @@ def test_hostile_code_is_rejected_at_policy_with_a_line(name):
     "import torch\nuse = torch.cuda.is_available()",
     "def f(self):\n    return self._cache",                   # private attributes of the model itself
     "s = '{} of {:>4}'.format(1, 2)",                        # plain format fields
+    "s = '{:.2f} at {:{w}.3}'.format(0.5, 1.5, w=8)",        # a precision is not an attribute
     "match x:\n    case [a, b]:\n        pass",
     "from torch import nn\ndef forward(self, x: int) -> int:\n    return x",
     "import torch\nacts = {'relu': torch.relu}\nf = acts['relu']",

@@ -298,13 +298,23 @@ def _check_format(node: cst.Call) -> None:
     if not isinstance(text, str):
         raise _PolicyViolation(node, "format on bytes is not allowed")
     try:
-        fields = [field for _, field, spec, _ in string.Formatter().parse(text) if field is not None]
-        specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if spec]
+        fields = _format_fields(text)
     except ValueError as exc:
         raise _PolicyViolation(node, f"malformed format string: {exc}") from None
-    if any("." in f or "[" in f for f in fields + specs):
+    if any("." in f or "[" in f for f in fields):
         raise _PolicyViolation(node, "format fields that reach attributes or items are not allowed; "
                                      "use an f-string with the expression itself")
+
+
+def _format_fields(text: str) -> list[str]:
+    """The field names of a format string, those nested in format specs (`{:{width}}`) included."""
+    fields = []
+    for _, field, spec, _ in string.Formatter().parse(text):
+        if field is not None:
+            fields.append(field)
+        if spec and "{" in spec:
+            fields += _format_fields(spec)
+    return fields
 
 
 @lru_cache(maxsize=4096)
@@ -370,8 +380,8 @@ def check_policy(source: str | cst.Module, config: PolicyConfig | None = None, *
         module = source
     code = source if isinstance(source, str) else (text or module.code)
     try:
-        builtins_used = _builtin_uses(code, config.forbidden_names)
-        name_functions_used = _builtin_uses(code, NAME_FUNCTIONS)
+        used = _builtin_uses(code, (*config.forbidden_names, *NAME_FUNCTIONS))  # one symbol-table pass
+        builtins_used, name_functions_used = used & set(config.forbidden_names), used & set(NAME_FUNCTIONS)
     except SyntaxError as exc:  # valid grammar, invalid program (e.g. `return` outside a function)
         return Verdict.reject("parse", f"line {exc.lineno}: {exc.msg}")
     try:
