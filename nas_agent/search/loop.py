@@ -76,7 +76,7 @@ class Search:
         self.stats = SearchStats(budget=config.search.budget, hours=config.search.hours)
         self.rng = random.Random(config.search.seed)
         self._by_key: dict[str, Proposal] = {}       # training key -> the proposal being trained
-        self._labels: dict[str, str] = {}            # validation label -> catalog name, for in-run duplicates
+        self._labels: dict[str, str] = {}            # validation label -> catalog name, for this batch's twins
         self.trainer = Trainer(catalog, config, dataset_cache, run_id=run_id, executor=executor,
                                on_progress=self._on_training_event, should_stop=self._should_stop)
         self._load_history()
@@ -232,8 +232,10 @@ class Search:
                                   n_params=validation.n_params)
         name = register(self.catalog, candidate, self.config, origin=proposal.strategy, parent=proposal.parent,
                         run_id=self.run_id)
-        self._labels[label] = name
-        self.validator.registered_as(validation, name)  # the proposer's labels ("proposal 0") repeat
+        # Twins already validated in this batch name the validation's label (an LLM answer's "proposal 0");
+        # twins validated from now on name the model itself (labels repeat from one LLM call to the next).
+        self._labels[validation.label] = name
+        self.validator.registered_as(validation, name)
         proposal.name = name
         proposal.proposal_id = self.catalog.add_proposal(**fields, nn=name, code_hash=validation.code_hash,
                                                          ok=True, status="queued")
