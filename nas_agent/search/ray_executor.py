@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from nas_agent.sandbox import walls
 from nas_agent.search.executors import EventSink
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.train.sandbox import run_job
@@ -72,8 +73,6 @@ def _train_task(job: TrainJob, workdir: str, key: str, flags, allow_unjailed: bo
     driver's --allow-unjailed to a node that cannot build the jail.
     """
     import ray
-
-    from nas_agent.sandbox import walls
 
     if allow_unjailed:
         walls.allow_unjailed(True)
@@ -246,8 +245,6 @@ class RayExecutor:
         """Train `job` as a Ray task (blocking); events reach `on_event` as they happen; `cancel` stops it."""
         ray, flags = self._ray, self._flags
         key = f"{job.name}/{uuid.uuid4().hex}"
-        from nas_agent.sandbox import walls
-
         stream = self._task.remote(self._placed(job), str(Path(workdir).resolve()), key, flags,
                                    walls.unjailed_allowed())
         events: list[dict] = []
