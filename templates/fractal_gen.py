@@ -220,6 +220,29 @@ class Net(nn.Module):
         logp = self._log_prob(0, self.start.expand(values.shape[0], -1), values)
         return self.from_sequence(logp)
 
+    def _logits(self, k, cond, values):
+        """Teacher-forced logits (M, n, 256) of every value of `values` (M, n) under level k (eval mode)."""
+        level = self.levels[k]
+        m = values.shape[0]
+        units = values.view(m, level.seq, level.unit)
+        h, _ = level(cond, units)
+        if k == len(self.levels) - 1:
+            return self.head(h).float()
+        logits = self._logits(k + 1, h.reshape(m * level.seq, -1), units.reshape(m * level.seq, level.unit))
+        return logits.view(m, level.seq * level.unit, -1)
+
+    def value_logits(self, x):
+        """The 256-way logits of every sub-pixel value given the ones before it: (N, C, H, W, 256).
+
+        The scorer computes bits/dim from these (the log-softmax at each true value), so they
+        must come from the evaluation-mode model, each value's logits blind to that value itself.
+        """
+        values = self._values(x)
+        logits = self._logits(0, self.start.expand(values.shape[0], -1), values)
+        n, d, k = logits.shape
+        per_value = self.from_sequence(logits.permute(0, 2, 1).reshape(n * k, d))
+        return per_value.view(n, k, *self.image_shape).permute(0, 2, 3, 4, 1)
+
     def forward(self, x):
         """Negative log-likelihood in nats of each uint8 image of `x` (N, C, H, W) -> (N,)."""
         values = self._values(x)

@@ -36,6 +36,17 @@ def test_contract_violations_are_rejected_with_a_reason(edit, stage, words):
     assert words in verdict.reason
 
 
+def test_a_generator_must_hand_the_scorer_its_per_value_logits():
+    generator = Path("templates/fractal_gen.py").read_text()
+    assert check_contract(generator).ok
+    missing = check_contract(generator.replace("def value_logits(self, x):", "def logits(self, x):"))
+    assert (missing.ok, missing.stage, "value_logits(self, x)" in missing.reason) == (False, "contract", True)
+    wrong = check_contract(generator.replace("def value_logits(self, x):", "def value_logits(self):"))
+    assert not wrong.ok and "must take (self, x)" in wrong.reason
+    # A classifier needs no such method: the rule follows the declared TASK.
+    assert check_contract(GOOD).ok and "value_logits" not in GOOD
+
+
 def test_code_hash_ignores_comments_docstrings_and_formatting():
     reformatted = GOOD.replace('"""Test candidate', '"""Another docstring entirely').replace(
         "        super().__init__()", "        # a new comment\n\n        super( ).__init__( )  # trailing")

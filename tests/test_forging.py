@@ -106,3 +106,47 @@ def test_hidden_parameters_are_counted_by_the_driver(tmp_path):
     source = (FORGE / "hides_its_parameters.py").read_text()
     result = smoke_test(source, tmp_path / "smoke", SmokeLimits(seconds=60, memory_mb=4096, max_params=1_000_000))
     assert result.verdict.stage == "smoke" and "parameters, above" in result.verdict.reason, result.verdict
+
+
+FORGE_GEN = Path(__file__).resolve().parent / "hostile" / "forge_gen"
+GEN_CORPUS = {path.stem: corpus_header(path) for path in sorted(FORGE_GEN.glob("*.py"))}
+
+
+def test_no_generator_forges_its_bits_per_dim_with_the_policy_off(tmp_path, cli_env):
+    """Generators see their test images, so the scorer checks their logits on probes it picked per job."""
+    config = tmp_path / "generative.toml"
+    config.write_text('task = "img-generation"\ntemplate = "templates/fractal_gen.py"\ndevice = "cpu"\n'
+                      '[train]\nepochs = 1\nbatch_size = 50\noptimizer = "adamw"\nlr = 0.05\nschedule = "constant"\n'
+                      'label_smoothing = 0.0\ndropout = 0.0\ncrop_padding = 0\n'
+                      "[data]\ntrain_subset = 500\ntest_subset = 100\n"
+                      "[limits]\nseconds = 300\nmemory_mb = 4096\nthreads = 1\n"
+                      '[policy]\nenabled = false\n[reference]\ntemplate = ""\n')
+    folder = tmp_path / "generators"
+    folder.mkdir()
+    for name, header in GEN_CORPUS.items():
+        if header["class"] != "smoke":
+            (folder / f"{name}.py").write_text((FORGE_GEN / f"{name}.py").read_text())
+    # The honest twin of the corpus: the same learnt table of per-position categoricals, no attack.
+    honest = (FORGE_GEN / "unnormalised_smoke.py").read_text().replace(".sum(1) - 1e5\n", ".sum(1)\n")
+    (folder / "honest_table.py").write_text(honest)
+    catalog = tmp_path / "catalog.sqlite"
+    _sweep(folder, catalog, config, cli_env)
+    found = _by_stem(catalog, folder)
+
+    assert found["honest_table"]["status"] == "done", found["honest_table"]["reason"]
+    (honest_bpd,) = found["honest_table"]["accuracies"]
+    assert 5.0 < honest_bpd < 8.5  # a per-position table after one epoch: a little under uniform's 8 bits
+    expected = {"sees_itself": "sees itself", "cheats_off_the_probes": "its logits give",
+                "values_see_each_other": "each depend on the other"}
+    assert set(expected) <= set(found)
+    for stem, says in expected.items():
+        model = found[stem]
+        assert model["status"] == "failed" and says in model["reason"], (stem, model["status"], model["reason"])
+        assert model["accuracies"] == [], (stem, model["accuracies"])  # no forged bits/dim was recorded
+
+
+def test_the_driver_refuses_a_generator_whose_nll_is_negative(tmp_path):
+    source = (FORGE_GEN / "unnormalised_smoke.py").read_text()
+    result = smoke_test(source, tmp_path / "smoke", SmokeLimits(seconds=60, memory_mb=4096),
+                        out_shape=(256,), task="img-generation")
+    assert result.verdict.stage == "smoke" and "negative NLL" in result.verdict.reason, result.verdict

@@ -53,6 +53,19 @@ def python_paths() -> list[str]:
     return list(dict.fromkeys(_real(p) for p in paths if p))
 
 
+def _alias_binds() -> list[str]:
+    """Python's folders again at the paths it was started by, where those pass through a symlink.
+
+    The child is started as `sys.executable`, and a venv finds itself from that path; when the
+    venv is reached through a link (a checkout whose .venv links elsewhere), it must exist there too.
+    """
+    args: list[str] = []
+    for path in dict.fromkeys(os.path.abspath(p) for p in (sys.prefix, sys.exec_prefix, os.path.dirname(sys.executable))):
+        if _real(path) != path and os.path.exists(path):
+            args += ["--ro-bind", _real(path), path]
+    return args
+
+
 def _system_binds() -> list[str]:
     args: list[str] = []
     for path in _SYSTEM_DIRS:
@@ -101,6 +114,7 @@ def jail_argv(spec: JailSpec, command: Sequence[str], *, bwrap: str | None = Non
         if path not in seen and os.path.exists(path) and not (path == "/usr" or path.startswith(("/usr/", "/proc", "/dev"))):
             seen.add(path)
             argv += ["--ro-bind", path, path]
+    argv += _alias_binds()
     for path in map(_real, spec.writable):
         argv += ["--bind", path, path]
     if spec.cuda:

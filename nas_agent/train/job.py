@@ -35,6 +35,8 @@ class TrainJob:
     init_from: str | None = None
     # The last epoch the catalog holds for this trial: a checkpoint of that epoch is resumed, no other.
     resume_epoch: int | None = None
+    # Generators: the driver's probe images (nas_agent.train.score.Probes as a dict), checked each epoch.
+    probes: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -31,8 +31,9 @@ from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, exit_status, jail_arg
 from nas_agent.train.events import (MAX_EVENTS, MAX_LINE_BYTES, MAX_TOTAL_BYTES, TRAIN_EVENTS, ProtocolError, check,
                                     parse_line, quote_untrusted)
 from nas_agent.train.job import CANDIDATE_FILE, TrainJob, TrainOutcome
-from nas_agent.train.score import (LOGITS_FILE, PARAMETERS_FILE, ScoreError, count_parameters, read_float32,
-                                   score_logits, write_child_view)
+from nas_agent.train.score import (LOGITS_FILE, LOGPROB_FILE, PARAMETERS_FILE, PROBE_FILE, VALUES, ChildView,
+                                   Probes, ScoreError, TestScore, check_probes, count_parameters, read_float32,
+                                   score_log_probs, score_logits, write_child_view)
 
 # Environment variables a training child may see; everything else (tokens, keys, proxies) is dropped.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH",
@@ -296,7 +297,8 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
                 raise event
             on_event(event)
         except ProtocolError as exc:
-            result.killed_for = result.killed_for or f"failed: the child broke the event protocol: {exc}"
+            what = "" if isinstance(exc, OutputRefused) else "the child broke the event protocol: "
+            result.killed_for = result.killed_for or f"failed: {what}{exc}"
             return
         result.events.append(event)
 
@@ -341,6 +343,10 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     return result
 
 
+class OutputRefused(ProtocolError):
+    """The files a child left for an epoch cannot be scored (missing, malformed, or failing a check)."""
+
+
 class _EpochScorer:
     """Driver side of a training child: checks each event, scores each epoch from the files it left.
 
@@ -348,10 +354,10 @@ class _EpochScorer:
     accuracy and loss, parameter count, seconds) are computed here.
     """
 
-    def __init__(self, job: TrainJob, workdir: Path, test_labels: np.ndarray, on_event: Callable[[dict], None]):
-        self.job, self.workdir, self.test_labels, self.on_event = job, workdir, test_labels, on_event
+    def __init__(self, job: TrainJob, workdir: Path, view: ChildView, on_event: Callable[[dict], None]):
+        self.job, self.workdir, self.view, self.on_event = job, workdir, view, on_event
         self.outcome = TrainOutcome(name=job.name, ok=False)
-        self.scored_by_driver = job.task != "img-generation"
+        self.probes = Probes.from_dict(job.probes) if job.probes else None
         self.classes = int(np.prod(job.out_shape))
         self.epochs_total = int(job.train.get("epochs", 1))
         self.mark = time.monotonic()
@@ -391,18 +397,25 @@ class _EpochScorer:
             raise ProtocolError(f"epoch {epoch} out of order")
         now = time.monotonic()
         seconds, self.mark = now - self.mark, now
-        scored = {**event, "seconds": seconds}
-        if self.scored_by_driver:
-            try:
-                logits = read_float32(self.workdir / LOGITS_FILE.format(epoch=epoch),
-                                      (len(self.test_labels), self.classes))
-            except ScoreError as exc:
-                raise ProtocolError(f"epoch {epoch}: {exc}") from None
-            score = score_logits(logits, self.test_labels)
-            scored.update(test_accuracy=score.accuracy, test_loss=score.loss)
-        elif event.get("test_accuracy") is None or event.get("test_loss") is None:
-            raise ProtocolError(f"epoch {epoch} without its bits/dim")
-        return scored
+        try:
+            score = self._score_files(epoch)
+        except ScoreError as exc:
+            raise OutputRefused(f"the scorer refused epoch {epoch}: {exc}") from None
+        # The child's own test numbers, if it sent any, are replaced: only these are recorded.
+        return {**event, "seconds": seconds, "test_accuracy": score.accuracy, "test_loss": score.loss}
+
+    def _score_files(self, epoch: int) -> TestScore:
+        images = self.view.test_images
+        if self.probes is None:
+            logits = read_float32(self.workdir / LOGITS_FILE.format(epoch=epoch), (len(images), self.classes))
+            return score_logits(logits, self.view.test_labels)
+        dims = int(np.prod(images.shape[1:]))
+        log_probs = read_float32(self.workdir / LOGPROB_FILE.format(epoch=epoch), (len(images), dims))
+        probe_logits = read_float32(self.workdir / PROBE_FILE.format(epoch=epoch),
+                                    (self.probes.n_images, len(self.probes.flat_positions), VALUES))
+        score = score_log_probs(log_probs)
+        check_probes(self.probes, probe_logits, log_probs, images)
+        return score
 
 
 def _quoted_failure(stage: str, reason: str) -> str:
@@ -422,17 +435,19 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     Setting `cancel` kills the child; the outcome's reason then starts with "interrupted".
     """
     workdir = Path(workdir)
-    view, test_labels = write_child_view(job.dataset_cache, job.train_subset, job.test_subset,
-                                         int(job.train.get("seed", 0)), workdir.parent / ".views")
-    child_job = replace(job, dataset_cache=str(view.resolve()), train_subset=0, test_subset=0)
-    scorer = _EpochScorer(job, workdir, test_labels, on_event)
+    seed = int(job.train.get("seed", 0))
+    view = write_child_view(job.dataset_cache, job.train_subset, job.test_subset, seed, workdir.parent / ".views")
+    if job.task == "img-generation":  # fresh probes per job: where a generator's logits are checked
+        job = replace(job, probes=Probes.pick(view.test_images, seed=int.from_bytes(os.urandom(4), "little")).to_dict())
+    child_job = replace(job, dataset_cache=str(view.path.resolve()), train_subset=0, test_subset=0)
+    scorer = _EpochScorer(job, workdir, view, on_event)
     limits = ChildLimits(seconds=job.seconds, memory_mb=job.memory_mb, threads=job.threads,
                          file_mb=max(1024, job.memory_mb), folder_mb=2 * max(1024, job.memory_mb) + 1024,
                          seconds_key="limits.seconds",
                          memory_key="limits.memory_mb")
     result = run_child("nas_agent.train.worker", {CANDIDATE_FILE: job.source, "job.json": child_job.to_json()},
                        workdir, limits, device=job.device, on_event=scorer.relay, cancel=cancel,
-                       readable=[view, *([job.init_from] if job.init_from else [])],
+                       readable=[view.path, *([job.init_from] if job.init_from else [])],
                        writable=[Path(job.checkpoint).parent] if job.checkpoint else [])
     outcome = scorer.outcome
     outcome.seconds, outcome.log_tail = result.seconds, result.log_tail

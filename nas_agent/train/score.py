@@ -5,6 +5,12 @@ labels and the test images without theirs (`write_child_view`); each epoch it le
 test logits as raw float32 in its job folder, and a JSON file of its parameters' shapes.
 This module reads those files as untrusted bytes (no pickle, no symlinks, exact sizes)
 and computes accuracy, loss and parameter count. It never imports candidate code.
+
+A generator sees its test images (they are its data), so it leaves the log-probability of
+each test value under teacher forcing, and the full 256-way logits on a few probe images the
+driver chose (`Probes`): the scorer computes bits/dim from the former, and from the latter
+checks that the two agree, that no value's distribution changes when that value changes,
+and that no two probed values depend on each other (which no factorisation of p(x) allows).
 """
 
 from __future__ import annotations
@@ -14,14 +20,19 @@ import json
 import math
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 LOGITS_FILE = "logits-{epoch}.f32"       # N x classes float32, little-endian, row-major
 PARAMETERS_FILE = "parameters.json"      # {name: [shape...]} of torch's own named_parameters
 OUTPUT_FILE = "output.f32"               # the smoke run's forward output on the driver's batch
+LOGPROB_FILE = "logprob-{epoch}.f32"     # generators: N x D log-probability of each test value, float32
+PROBE_FILE = "probe-{epoch}.f32"         # generators: probe images x probed positions x 256 logits, float32
+VALUES = 256                             # the values a sub-pixel can take
 _MAX_SHAPES_BYTES = 16 << 20             # 16 MiB of names and shapes is far beyond any real model
 
 
@@ -86,6 +97,122 @@ def score_logits(logits: np.ndarray, labels: np.ndarray) -> TestScore:
     return TestScore(accuracy, loss)
 
 
+_LOGPROB_SLACK = 1e-3      # nats: a log-probability above this is no probability at all
+_AGREEMENT_NATS = 0.1      # probe logits vs the test file, for one value (autocast on CUDA rounds in bf16)
+_DEPENDENCE_TV = 0.02      # total variation between two distributions that counts as a change
+
+
+def score_log_probs(log_probs: np.ndarray) -> TestScore:
+    """Bits per value (in `accuracy`, the task's score) and nats per value from per-value log-probabilities."""
+    if log_probs.ndim != 2 or log_probs.size == 0:
+        raise ScoreError(f"log-probabilities of shape {log_probs.shape}")
+    if (log_probs > _LOGPROB_SLACK).any():
+        raise ScoreError(f"a log-probability of {float(log_probs.max()):.4g} > 0: not a distribution")
+    nats = float(-log_probs.astype(np.float64).mean())
+    return TestScore(accuracy=nats / math.log(2), loss=nats)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Images the driver picks to check a generator on: test images (bases) and one-value edits of them.
+
+    For base b, variant j is test image `bases[b]` with the value at flat position
+    `positions[b][j]` (an index into C*H*W) set to `values[b][j]`. The child returns the 256-way
+    logits of every image at every probed position.
+    """
+
+    bases: tuple[int, ...]
+    positions: tuple[tuple[int, ...], ...]
+    values: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def pick(cls, test_images: np.ndarray, seed: int, bases: int = 2, per_base: int = 4) -> "Probes":
+        """Random bases, distinct positions in each, and a new value for each position."""
+        rng = np.random.default_rng([seed, 0x9E0BE])
+        n, dims = len(test_images), int(np.prod(test_images.shape[1:]))
+        chosen = rng.choice(n, size=min(bases, n), replace=False)
+        positions, values = [], []
+        for b in chosen:
+            where = rng.choice(dims, size=min(per_base, dims), replace=False)
+            old = test_images[b].reshape(-1)[where].astype(np.int64)
+            positions.append(tuple(int(p) for p in where))
+            values.append(tuple(int(v) for v in (old + rng.integers(1, VALUES, size=len(where))) % VALUES))
+        return cls(tuple(int(b) for b in chosen), tuple(positions), tuple(values))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Probes":
+        return cls(tuple(data["bases"]), tuple(map(tuple, data["positions"])), tuple(map(tuple, data["values"])))
+
+    def to_dict(self) -> dict:
+        return {"bases": list(self.bases), "positions": [list(p) for p in self.positions],
+                "values": [list(v) for v in self.values]}
+
+    @property
+    def flat_positions(self) -> list[int]:
+        """Every probed position, base after base: the second axis of the probe logits."""
+        return [p for positions in self.positions for p in positions]
+
+    @property
+    def n_images(self) -> int:
+        return sum(1 + len(p) for p in self.positions)
+
+    def images(self, test_images):
+        """The probe batch (numpy or torch, like `test_images`): per base, the base then its variants."""
+        rows = []
+        for b, positions, values in zip(self.bases, self.positions, self.values):
+            base = test_images[b]
+            rows.append(base)
+            for p, v in zip(positions, values):
+                variant = base.clone() if hasattr(base, "clone") else base.copy()
+                variant.reshape(-1)[p] = v
+                rows.append(variant)
+        return rows
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def check_probes(probes: Probes, probe_logits: np.ndarray, log_probs: np.ndarray, test_images: np.ndarray) -> None:
+    """ScoreError unless the probe logits back the test file and respect some order of the values.
+
+    Checks, on the probed values only: the log-softmax at each base's true value equals what the
+    log-probability file says; changing a value leaves its own distribution unchanged; and no two
+    probed values of one image each change the other's distribution.
+    """
+    flat = probes.flat_positions
+    if probe_logits.shape != (probes.n_images, len(flat), VALUES):
+        raise ScoreError(f"probe logits of shape {probe_logits.shape}")
+    log_p = _log_softmax(probe_logits)
+    probs = np.exp(log_p)
+    row, column = 0, 0
+    for b, positions in zip(probes.bases, probes.positions):
+        base = row
+        truth = test_images[b].reshape(-1)
+        cols = range(column, column + len(positions))
+        for col, p in zip(cols, positions):
+            claimed = float(log_probs[b, p])
+            backed = float(log_p[base, col, truth[p]])
+            if abs(claimed - backed) > _AGREEMENT_NATS:
+                raise ScoreError(f"test image {b}, value {p}: the file says log p = {claimed:.4g}, "
+                                 f"its logits give {backed:.4g}")
+        changed = np.zeros((len(positions), len(positions)), dtype=bool)  # [j, i]: editing j moves i
+        for j in range(len(positions)):
+            moved = 0.5 * np.abs(probs[base + 1 + j, list(cols)] - probs[base, list(cols)]).sum(-1)
+            changed[j] = moved > _DEPENDENCE_TV
+        for j, p in enumerate(positions):
+            if changed[j, j]:
+                raise ScoreError(f"test image {b}: the distribution of value {p} changes when that value "
+                                 f"changes (it sees itself)")
+            for i in range(j):
+                if changed[j, i] and changed[i, j]:
+                    raise ScoreError(f"test image {b}: values {positions[i]} and {p} each depend on the other")
+        row += 1 + len(positions)
+        column += len(positions)
+
+
 def count_parameters(path: Path) -> int:
     """Parameters named in the child's shapes file (an object of name -> list of dimensions)."""
     try:
@@ -102,12 +229,20 @@ def count_parameters(path: Path) -> int:
     return total
 
 
+class ChildView(NamedTuple):
+    """The data file a training child may read, and what of the test set stays with the driver."""
+
+    path: Path
+    test_labels: np.ndarray      # never in the child's view
+    test_images: np.ndarray      # uint8 (N, C, H, W): a generator's probes are built from these
+
+
 def write_child_view(cache: str | os.PathLike, train_subset: int, test_subset: int, seed: int,
-                     views_dir: Path) -> tuple[Path, np.ndarray]:
+                     views_dir: Path) -> ChildView:
     """The data a training child may see, and the test labels it must not.
 
     Writes (once per cache, subset and seed) a file holding train images, train labels and
-    test images; returns its path and the test labels, which stay with the driver.
+    test images; returns its path with the test labels and images, which stay with the driver.
     """
     import torch
 
@@ -121,8 +256,9 @@ def write_child_view(cache: str | os.PathLike, train_subset: int, test_subset: i
     view = views_dir / f"{key}.pt"
     if not view.exists():
         views_dir.mkdir(parents=True, exist_ok=True)
-        tmp = views_dir / f".{key}.{os.getpid()}.tmp"
+        # Jobs of one sweep run in threads of one process: the temporary name must be this writer's alone.
+        tmp = views_dir / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save({"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x,
                     "classes": list(data.classes), "source": data.source}, tmp)
         os.replace(tmp, view)
-    return view, data.test_y.numpy()
+    return ChildView(view, data.test_y.numpy(), data.test_x.numpy())

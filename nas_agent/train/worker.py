@@ -98,7 +98,7 @@ def main(job_path: str, event_fd: int) -> int:
     try:
         from nas_agent.sandbox import landlock
         from nas_agent.train.job import CANDIDATE_FILE, TrainJob
-        from nas_agent.train.score import LOGITS_FILE, PARAMETERS_FILE
+        from nas_agent.train.score import LOGITS_FILE, LOGPROB_FILE, PARAMETERS_FILE, PROBE_FILE, Probes
 
         job = TrainJob.from_file(job_path)
         writable = [workdir] + ([Path(job.checkpoint).parent] if job.checkpoint else [])
@@ -152,7 +152,19 @@ def main(job_path: str, event_fd: int) -> int:
                   "resume_epoch": job.resume_epoch, "on_epoch": on_epoch}
         if job.task == "img-generation":  # forward returns each image's NLL: its own loop and metric
             from nas_agent.generative.train import train_generative
-            train_generative(model, data, cfg, device, **kwargs)
+
+            if not callable(getattr(model, "value_logits", None)):
+                raise TypeError("a generator must define value_logits(x): the (N, C, H, W, 256) logits "
+                                "of each value given the ones before it, which the driver scores")
+            probes = Probes.from_dict(job.probes)
+            probe_images = torch.stack(probes.images(data.test_x))
+
+            def on_test_outputs(epoch: int, log_probs, logits) -> None:
+                write_atomically(workdir / LOGPROB_FILE.format(epoch=epoch), log_probs.numpy().astype("<f4").tobytes())
+                write_atomically(workdir / PROBE_FILE.format(epoch=epoch), logits.numpy().astype("<f4").tobytes())
+
+            train_generative(model, data, cfg, device, on_test_outputs=on_test_outputs,
+                             probes=(probe_images, probes.flat_positions), **kwargs)
         else:
             train_model(model, data, cfg, device, on_test_logits=on_test_logits, **kwargs)
     except BaseException as exc:  # candidate code may raise anything, SystemExit included

@@ -13,6 +13,19 @@ REQUIRED_METHODS = {
     "forward": ("self",),
 }
 MODULE_BASES = {"nn.Module", "torch.nn.Module", "Module"}
+# A generator (TASK = "img-generation") is scored from its per-value logits (nas_agent.train.score).
+GENERATOR_METHODS = {"value_logits": ("self", "x")}
+
+
+def _declared_task(module: cst.Module) -> str | None:
+    """The string a module-level `TASK = "..."` assigns, if any."""
+    for statement in module.body:
+        for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
+            if (isinstance(small, cst.Assign) and len(small.targets) == 1
+                    and isinstance(small.targets[0].target, cst.Name) and small.targets[0].target.value == "TASK"
+                    and isinstance(small.value, cst.SimpleString)):
+                return small.value.evaluated_value
+    return None
 
 
 def _params(func: cst.FunctionDef) -> tuple[str, ...]:
@@ -45,14 +58,18 @@ def check_contract(source: str | cst.Module) -> Verdict:
     if not bases & MODULE_BASES:
         return Verdict.reject("contract", f"class Net must subclass nn.Module (found bases: {', '.join(sorted(bases)) or 'none'})")
     methods = {s.name.value: s for s in net.body.body if isinstance(s, cst.FunctionDef)}
-    for name, expected in REQUIRED_METHODS.items():
+    required = {**REQUIRED_METHODS, **(GENERATOR_METHODS if _declared_task(module) == "img-generation" else {})}
+    for name, expected in required.items():
         method = methods.get(name)
         if method is None:
             return Verdict.reject("contract", f"class Net has no method {name}{_signature(expected)}")
         found = _params(method)
         if name == "forward" and (len(found) < 2 or found[0] != "self"):
             return Verdict.reject("contract", f"Net.forward must take (self, x), found {_signature(found)}")
-        if name != "forward" and found != expected:
+        if name == "value_logits" and found[:2] != expected:
+            return Verdict.reject("contract", f"a generator's Net.value_logits must take (self, x): the logits of "
+                                              f"each value given the ones before it, found {_signature(found)}")
+        if name not in ("forward", "value_logits") and found != expected:
             return Verdict.reject("contract", f"Net.{name} must be {name}{_signature(expected)}, found {name}{_signature(found)}")
     return Verdict.accept()
 

@@ -83,9 +83,12 @@ def _verdict_inputs(result, workdir: Path, limits: SmokeLimits, in_shape, out_sh
         done = check(next(e for e in result.events if e.get("event") == "done"), SMOKE_EVENTS)
         n_params = count_parameters(workdir / PARAMETERS_FILE)
         expected = (limits.batch,) if task == TASK_GENERATION else (limits.batch, *out_shape)
-        read_float32(workdir / OUTPUT_FILE, expected)
+        output = read_float32(workdir / OUTPUT_FILE, expected)
     except (ProtocolError, ScoreError) as exc:
         raise SmokeRejection(f"the child's report does not hold: {exc}") from None
+    if task == TASK_GENERATION and (output < -1e-3).any():
+        raise SmokeRejection(f"forward returned a negative NLL ({float(output.min()):.4g}): the model's "
+                             f"probabilities do not sum to one over the 256 values")
     if n_params > limits.max_params:
         raise SmokeRejection(f"{n_params:,} parameters, above the {limits.max_params:,} limit (validate.max_params)")
     return {**done, "n_params": n_params}
