@@ -142,3 +142,17 @@ def test_boundary_variants_and_test_candidates_pass():
 @pytest.mark.slow
 def test_200_template_variants_pass():
     assert _policy_rejects(FractalSpace().sample(200, seed=5)) == []
+
+
+@pytest.mark.parametrize("chain", ["torch.fx.symbolic_trace", "torch.utils.benchmark.Timer", "torch.func.vmap",
+                                   "torch.testing.assert_close", "torch.nn.parallel.distributed.dist"])
+def test_modules_outside_the_allow_list_are_refused_loaded_or_not(chain):
+    """Every module object an attribute chain passes through must be listed; a lazily loaded one too."""
+    verdict = check_policy(f"import torch\nimport torch.nn as nn\nx = {chain}\n")
+    assert not verdict.ok and "which candidates may not use" in verdict.reason, (chain, verdict)
+
+
+@pytest.mark.parametrize("chain", ["torch.linalg.norm", "torch.fft.rfft", "torch.utils.checkpoint.checkpoint",
+                                   "nn.utils.parametrize.register_parametrization", "torch.cuda.amp.autocast"])
+def test_the_modules_model_code_needs_are_allowed(chain):
+    assert check_policy(f"import torch\nimport torch.nn as nn\nx = {chain}\n").ok, chain

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import importlib
+import importlib.util
 import string
 import symtable
 import sys
@@ -28,6 +29,13 @@ DEFAULT_ALLOWED_IMPORTS = (
     "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.nn.utils", "torch.utils.checkpoint",
     "torch.optim", "torch.optim.lr_scheduler", "torchvision.ops", "math", "typing", "functools", "collections",
     "dataclasses", "itertools", "numbers", "enum", "abc", "operator", "random", "copy", "__future__",
+)
+# The module objects an attribute chain may pass through (besides the allowed imports and torch.nn's
+# submodules): an allow-list, so that torch.os, torch.hub, torch.fx or any module torch grows later
+# is refused until someone decides it belongs in model code.
+DEFAULT_ALLOWED_MODULES = (
+    "torch.fft", "torch.linalg", "torch.special", "torch.autograd", "torch.autograd.function",
+    "torch.amp", "torch.cuda", "torch.cuda.amp", "torch.types", "torch.utils", "collections.abc",
 )
 # Reachable from an allowed import, yet a way to files, processes, the network or native code.
 DEFAULT_FORBIDDEN_QUALIFIED = (
@@ -65,7 +73,12 @@ class PolicyConfig:
     forbidden_qualified: tuple[str, ...] = DEFAULT_FORBIDDEN_QUALIFIED
     forbidden_names: tuple[str, ...] = DEFAULT_FORBIDDEN_NAMES
     forbidden_attributes: tuple[str, ...] = DEFAULT_FORBIDDEN_ATTRIBUTES
+    allowed_modules: tuple[str, ...] = DEFAULT_ALLOWED_MODULES
     max_source_bytes: int = 100_000
+
+    def module_allowed(self, module: str) -> bool:
+        """Whether an attribute chain may pass through the module object named `module`."""
+        return self.import_allowed(module) or module in self.allowed_modules
 
     def import_allowed(self, module: str) -> bool:
         """Exactly the listed modules, plus torch.nn's submodules (layers live there)."""
@@ -140,11 +153,10 @@ class _PolicyVisitor(cst.CSTVisitor):
             if qualified == forbidden or qualified.startswith(forbidden + "."):
                 raise _PolicyViolation(node, f"{qualified} is not allowed (file, process, native or "
                                              f"serialisation access): candidates must stay pure model code")
-        allowed_roots = {name.partition(".")[0] for name in self.config.allowed_imports}
         for module in _modules_along(qualified):
             # Modules re-export what they import: torch.os, typing.sys, torch.nn.parallel.distributed.dist.
-            # Only modules under an allowed root pass (collections.abc, torch.cuda), private ones never.
-            if module.partition(".")[0] not in allowed_roots or any(p.startswith("_") for p in module.split(".")) \
+            # Only the listed modules pass (allowed imports, torch.nn's, policy.allowed_modules), private ones never.
+            if not self.config.module_allowed(module) or any(p.startswith("_") for p in module.split(".")) \
                     or any(module == f or module.startswith(f + ".") for f in self.config.forbidden_qualified):
                 raise _PolicyViolation(node, f"{qualified} is the module {module}, which candidates may not use")
         # `qualified` is already resolved through aliases, so compare against imported module roots.
@@ -333,6 +345,14 @@ def _modules_along(qualified: str) -> tuple[str, ...]:
         try:
             obj = getattr(obj, part)
         except Exception:
+            # Not loaded yet is not absent: a lazily imported submodule (torch.utils.benchmark) is
+            # still a module the chain reaches. Named, not imported; the walk ends there.
+            name = f"{obj.__name__}.{part}" if isinstance(obj, types.ModuleType) else None
+            try:
+                if name and importlib.util.find_spec(name) is not None:
+                    found.append(name)
+            except Exception:
+                pass
             break
         if not isinstance(obj, types.ModuleType):
             break
