@@ -5,7 +5,9 @@
 Both modes run the same small FractalNet through the real sandbox (`smoke_test`, `run_job`),
 interleaved round by round so the machine's noise falls on both alike. "unjailed" is the
 child without bubblewrap (what --allow-unjailed runs: rlimits, seccomp, Landlock, audit hook);
-"jailed" adds the namespaces and read-only mounts. Medians over the rounds.
+"jailed" adds the namespaces and read-only mounts, started fresh; "jailed, warm spare" is the
+smoke run as the validator does it, taking a jail started earlier with torch imported
+(`run_child(..., warm=True)`). Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def _set_jail(on: bool) -> None:
     walls.probe = _real_probe if on else (lambda: _NO_JAIL)
 
 
-def _train_once(source: str, cache: Path, work: Path, args) -> tuple[float, float]:
+def _train_once(source: str, cache: Path, work: Path, args, *, jailed: bool) -> tuple[float, float]:
     """(seconds from the call to the child's `started` event, training images/s of its epoch)."""
+    _set_jail(jailed)
     job = TrainJob(name="bench", source=source, dataset_cache=str(cache),
                    train=dataclasses.asdict(TrainConfig(epochs=1, batch_size=64, lr=0.05)),
                    train_subset=args.train_subset, test_subset=args.test_subset, device="cpu",
@@ -77,33 +80,43 @@ def main() -> None:
         raise SystemExit(f"this host cannot build the jail: {_real_probe().why_not()}")
     cache = resolve_cifar10(args.data_dir, None)
     source = load_template("fractalnet.py").render(CANDIDATE)
-    results: dict[str, dict[str, list[float]]] = {m: {"smoke": [], "start": [], "ips": []} for m in ("unjailed", "jailed")}
+    modes = ("unjailed", "jailed", "jailed, warm spare")
+    results: dict[str, dict[str, list[float]]] = {m: {"smoke": [], "start": [], "ips": []} for m in modes}
     with tempfile.TemporaryDirectory(prefix="sandbox_overhead-") as tmp:
         work = Path(tmp)
+
+        def smoke(mode: str) -> float:
+            _set_jail(mode != "unjailed")
+            t0 = time.monotonic()
+            verdict = smoke_test(source, work / "smoke", SmokeLimits(seconds=120, warm=mode.endswith("spare"))).verdict
+            if not verdict.ok:
+                raise SystemExit(f"smoke run failed ({mode}): {verdict.reason}")
+            return time.monotonic() - t0
+
+        smoke("jailed, warm spare")  # leaves the first spare; the trainings below give it time to import torch
         for _ in track(range(args.rounds), description="rounds", transient=True):
             for mode in ("unjailed", "jailed"):
-                _set_jail(mode == "jailed")
-                t0 = time.monotonic()
-                verdict = smoke_test(source, work / "smoke", SmokeLimits(seconds=120)).verdict
-                if not verdict.ok:
-                    raise SystemExit(f"smoke run failed ({mode}): {verdict.reason}")
-                results[mode]["smoke"].append(time.monotonic() - t0)
-                start, ips = _train_once(source, cache, work, args)
+                start, ips = _train_once(source, cache, work, args, jailed=mode == "jailed")
                 results[mode]["start"].append(start)
                 results[mode]["ips"].append(ips)
+            for mode in modes:
+                results[mode]["smoke"].append(smoke(mode))
     _set_jail(True)
 
-    median = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
+    median = {m: {k: statistics.median(v) if v else float("nan") for k, v in r.items()} for m, r in results.items()}
     table = Table(title=f"sandbox overhead: {args.rounds} rounds, {args.train_subset} training images, "
-                        f"{args.threads} thread(s), CPU")
+                        f"{args.threads} thread(s), CPU (medians)")
     for column in ("mode", "smoke run (s)", "start to first step (s)", "training images/s"):
         table.add_column(column, justify="right")
-    for mode in ("unjailed", "jailed"):
+    for mode in modes:
         m = median[mode]
-        table.add_row(mode, f"{m['smoke']:.2f}", f"{m['start']:.2f}", f"{m['ips']:.0f}")
-    u, j = median["unjailed"], median["jailed"]
+        trained = mode != "jailed, warm spare"  # trainings always start a fresh jail
+        table.add_row(mode, f"{m['smoke']:.2f}", f"{m['start']:.2f}" if trained else "-",
+                      f"{m['ips']:.0f}" if trained else "-")
+    u, j, w = median["unjailed"], median["jailed"], median["jailed, warm spare"]
     table.add_row("jailed / unjailed", f"{j['smoke'] / u['smoke']:.2f}x", f"{j['start'] / u['start']:.2f}x",
                   f"{j['ips'] / u['ips']:.3f}x")
+    table.add_row("warm spare / unjailed", f"{w['smoke'] / u['smoke']:.2f}x", "-", "-")
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 

@@ -17,6 +17,7 @@ import resource
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -225,3 +226,68 @@ def test_escapes_through_the_validate_and_train_commands_reach_nothing(tmp_path,
     assert proofs and all(json.loads(p.read_text())["achieved"] == [] for p in proofs)
     assert contents == [f"{SECRET}{token}"] * 2 and not marked
     assert not _escaped_files(Path("/tmp"), Path("/var/tmp"), tmp_path, tmp_path / "in")
+
+
+def _spares(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob(".spare-*") if p.is_dir()}
+
+
+def _spares_ready() -> int:
+    """Spares whose jail is up and warm (a spare's folder exists from its start, before it can be taken)."""
+    from nas_agent.train import sandbox
+
+    with sandbox._SPARES.lock:
+        return len(sandbox._SPARES.waiting)
+
+
+def _wait_for(condition, seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_smoke_run_takes_a_warm_spare_jail_and_leaves_another(tmp_path, small_candidate):
+    """The spare is a whole jail started before its candidate was known; taking it moves its folder."""
+    from nas_agent.train import sandbox
+
+    sandbox._SPARES.close()  # none from earlier tests: this one's first run starts cold
+    source = small_candidate.read_text()
+    first = smoke_test(source, tmp_path / "first", SmokeLimits(seconds=60))
+    assert first.verdict.ok, first.verdict
+    assert _wait_for(lambda: _spares_ready() == 1), "no spare was started"
+    (spare,) = _spares(tmp_path)
+    second = smoke_test(source, tmp_path / "second", SmokeLimits(seconds=60))
+    assert second.verdict.ok, second.verdict
+    assert (second.n_params, second.struct_hash) == (first.n_params, first.struct_hash)
+    # The spare's folder became the second job's (its files are there), and a new spare waits.
+    assert spare not in _spares(tmp_path) and (tmp_path / "second" / "parameters.json").is_file()
+    assert _wait_for(lambda: _spares_ready() == 1)
+    # A run that asks for no spare starts its own jail and leaves the waiting one alone.
+    waiting = _spares(tmp_path)
+    cold = smoke_test(source, tmp_path / "cold", SmokeLimits(seconds=60, warm=False))
+    assert cold.verdict.ok and _spares(tmp_path) == waiting
+    sandbox._SPARES.close()  # a discarded spare is killed and its folder removed
+    assert _spares(tmp_path) == set() and not list(tmp_path.glob(".spare-*.log"))
+
+
+def test_a_spare_runs_a_hostile_job_inside_its_own_walls(tmp_path, small_candidate):
+    """Through a spare, a job is as walled in as through a fresh jail: its neighbours stay out of reach."""
+    from nas_agent.train import sandbox
+
+    sandbox._SPARES.close()  # the spare this test waits for is the one its warm-up run leaves
+    attack = (ESCAPE / "reads_other_jobs.py").read_text()
+    secret = f"{SECRET}{uuid.uuid4().hex}"
+    (tmp_path / "jobs" / "other-job").mkdir(parents=True)
+    (tmp_path / "jobs" / "other-job" / "candidate.py").write_text(secret)
+    assert smoke_test(small_candidate.read_text(), tmp_path / "jobs" / "warm-up", SmokeLimits(seconds=60)).verdict.ok
+    assert _wait_for(lambda: _spares_ready() == 1)
+    (spare,) = _spares(tmp_path / "jobs")
+    workdir = tmp_path / "jobs" / "attack"
+    smoke_test(attack, workdir, SmokeLimits(seconds=60))
+    assert spare not in _spares(tmp_path / "jobs")  # the attack ran in the spare, not in a fresh jail
+    proof = workdir / "proof.json"
+    assert proof.is_file() and json.loads(proof.read_text())["achieved"] == []
+    assert not [p for p in workdir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]

@@ -146,3 +146,28 @@ def test_children_take_their_cores_in_turn():
         assert first == second == []
     else:
         assert first != second and len(first) == len(second) == 1 and {*first, *second} <= set(cores)
+
+
+def test_a_child_cgroup_holds_memory_the_address_space_limit_does_not_see():
+    """Written memory past the group's limit is killed by the kernel, and the driver can tell it was that."""
+    from nas_agent.sandbox.cgroups import ChildGroup
+
+    group = ChildGroup.create(256, 64)
+    if not next(w for w in walls.probe().walls if w.name == "cgroups").ok:  # this host makes none: the probe and the class agree
+        assert group is None
+        return
+    assert group is not None
+    try:
+        # 512 MB actually written (not calloc'd), with no rlimit at all: only the cgroup stands in the way.
+        hog = subprocess.run([sys.executable, "-c", "x = b'x' * (512 << 20); print('survived')"],
+                             preexec_fn=group.join, capture_output=True, text=True, timeout=60)
+        assert hog.returncode == -9 and "survived" not in hog.stdout
+        assert group.oom_killed()
+        small = ChildGroup.create(256, 64)
+        fine = subprocess.run([sys.executable, "-c", "x = b'x' * (64 << 20); print('fine')"],
+                              preexec_fn=small.join, capture_output=True, text=True, timeout=60)
+        assert fine.stdout.strip() == "fine" and not small.oom_killed()
+        small.close()
+    finally:
+        group.close()
+    assert not any(folder.exists() for folder in group.folders)

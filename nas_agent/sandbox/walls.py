@@ -90,22 +90,16 @@ def _probe_landlock() -> Wall:
 
 
 def _probe_cgroups() -> Wall:
-    root = "/sys/fs/cgroup"
-    try:
-        with open(f"{root}/cgroup.controllers") as f:  # v2, unified
-            controllers = set(f.read().split())
-        missing = {"memory", "pids"} - controllers
-        writable = os.access(root, os.W_OK)
-        ok = not missing and writable
-        detail = "v2: " + ("memory and pids, writable" if ok else
-                           f"missing {sorted(missing)}" if missing else f"{root} not writable")
-        return Wall("cgroups", ok, detail + " (not used yet)", False)
-    except OSError:
-        pass
-    found = [c for c in ("memory", "pids") if os.access(f"{root}/{c}", os.W_OK)]
-    ok = len(found) == 2
-    detail = f"v1: {', '.join(found) or 'no'} writable controller(s)" if os.path.isdir(root) else "no cgroup fs"
-    return Wall("cgroups", ok, detail + " (not used yet)", False)
+    """Whether a child's control group can really be made here (made and removed at once)."""
+    from nas_agent.sandbox.cgroups import ChildGroup, _own_groups
+
+    own = _own_groups()
+    version = "v2" if "unified" in own else "v1" if own else "no cgroup fs"
+    group = ChildGroup.create(64, 8)
+    if group is None:
+        return Wall("cgroups", False, f"{version}: cannot make a child group (rlimits and the watchdog stand in)", False)
+    group.close()
+    return Wall("cgroups", True, f"{version}: each child gets its own memory and task limits", False)
 
 
 _allow_unjailed: bool | None = None

@@ -8,11 +8,13 @@ TrainOutcome with a one-line reason; the driver carries on.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import itertools
 import os
 import queue
 import resource
+import select
 import shutil
 import signal
 import stat
@@ -27,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nas_agent.sandbox import seccomp, walls
+from nas_agent.sandbox.cgroups import ChildGroup
 from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, exit_status, jail_argv
 from nas_agent.train.events import (MAX_EVENTS, MAX_LINE_BYTES, MAX_TOTAL_BYTES, TRAIN_EVENTS, ProtocolError, check,
                                     parse_line, quote_untrusted)
@@ -72,6 +75,7 @@ def _cite(key: str) -> str:
     return f" ({key})" if key else ""
 
 
+_spare_ids = itertools.count()
 _next_core = itertools.count()   # children started one after another take the next cores, so two jobs do not share one
 
 
@@ -84,11 +88,17 @@ def _cores_for(threads: int) -> list[int]:
     return [cores[(start + i) % len(cores)] for i in range(threads)]
 
 
-def _limit_child(limits: ChildLimits, limit_address_space: bool):
-    """Runs in the child between fork and exec: die with the parent, cap memory, CPU time, files and cores."""
+_MAX_TASKS = 512   # processes and threads of one child's cgroup: torch's pools, never a flood
+
+
+def _limit_child(limits: ChildLimits, limit_address_space: bool, group: ChildGroup | None = None):
+    """Runs in the child between fork and exec: join its cgroups, die with the parent, cap memory, CPU time,
+    files and cores."""
     cpus = _cores_for(limits.threads)
 
     def apply():
+        if group is not None:
+            group.join()
         try:  # Linux: SIGKILL the child when the driver dies, even by kill -9.
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
@@ -233,38 +243,29 @@ class ChildResult:
         return _exit_reason(self.returncode if self.returncode is not None else -signal.SIGKILL, self.log_tail)
 
 
-def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: ChildLimits, *,
-              device: str = "cpu", on_event: Callable[[dict], None] = lambda event: None,
-              cancel: threading.Event | None = None, readable: Sequence[str | Path] = (),
-              writable: Sequence[str | Path] = ()) -> ChildResult:
-    """Run `python -m WORKER workdir/job.json EVENT_FD` in a fresh `workdir` holding `files`.
+@dataclass
+class _Spawned:
+    """A started child: its process, the read end of its event pipe, and the start pipe of a warm one."""
 
-    The child runs in a bubblewrap jail (nas_agent.sandbox): it sees Python, the package,
-    `readable` (read-only), `workdir` and `writable` (read-write), and nothing else of the host.
-    Where the host cannot build the jail, the child is refused unless allow_unjailed(True) was
-    called or NAS_AGENT_ALLOW_UNJAILED=1 is set.
-    The worker reports JSON events on the pipe EVENT_FD; `on_event` sees each as it arrives.
-    Setting `cancel` kills the child; its result then says "interrupted".
-    """
-    walls_here = walls.probe()
-    if not walls_here.jail_ok and not walls.unjailed_allowed():
-        return ChildResult(killed_for=f"refused: this host cannot jail candidate code ({walls_here.why_not()}); "
-                                      "pass --allow-unjailed to run it without OS isolation")
-    workdir = Path(workdir).resolve()  # the jail binds real paths, and job.json names them
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    (workdir / "tmp").mkdir(parents=True)
-    for name, text in files.items():
-        (workdir / name).write_text(text)
-    _write_exec_lock(workdir, full=not walls_here.jail_ok)
-    log_path = log_path_of(workdir)
+    proc: subprocess.Popen
+    events_fd: int
+    jailed: bool
+    go_fd: int | None = None        # warm children wait for a line here before they read job.json
+    group: ChildGroup | None = None  # its cgroups, where the host lets us make them
 
-    on_gpu = device.startswith("cuda") or (device == "auto" and _cuda_visible())
+
+def _spawn(worker: str, workdir: Path, limits: ChildLimits, *, on_gpu: bool, jailed: bool,
+           readable: Sequence[str | Path] = (), writable: Sequence[str | Path] = (),
+           warm: bool = False) -> _Spawned:
+    """Start `python -m WORKER workdir/job.json EVENT_FD [GO_FD]` in `workdir`, jailed when `jailed`."""
     read_fd, write_fd = os.pipe()
+    go_read, go_write = os.pipe() if warm else (None, None)
     command = [sys.executable, "-m", worker, str(workdir / "job.json"), str(write_fd)]
     env, pass_fds, seccomp_fd = _child_env(workdir, limits.threads), [write_fd], None
-    jailed = walls_here.jail_ok
-    started = time.monotonic()
+    if go_read is not None:
+        command.append(str(go_read))
+        pass_fds.append(go_read)
+    group = ChildGroup.create(limits.memory_mb, _MAX_TASKS)
     try:
         if jailed:
             for folder in writable:
@@ -274,16 +275,178 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
             spec = JailSpec(writable=tuple(map(str, [workdir, *writable])), readable=tuple(map(str, readable)),
                             cuda=on_gpu, env=env)
             command = jail_argv(spec, command, seccomp_fd=seccomp_fd)
-        with open(log_path, "wb") as log:
+        with open(log_path_of(workdir), "wb") as log:
             proc = subprocess.Popen(
                 command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=tuple(pass_fds), preexec_fn=_limit_child(limits, not on_gpu),
+                pass_fds=tuple(pass_fds), preexec_fn=_limit_child(limits, not on_gpu, group),
             )
+    except BaseException:
+        if group is not None:
+            group.close()
+        os.close(read_fd)
+        if go_write is not None:
+            os.close(go_write)
+        raise
     finally:
         os.close(write_fd)
+        if go_read is not None:
+            os.close(go_read)
         if seccomp_fd is not None:
             os.close(seccomp_fd)
+    return _Spawned(proc, read_fd, jailed, go_write, group)
+
+
+def _fresh_folder(workdir: Path, jailed: bool) -> None:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "tmp").mkdir(parents=True)
+    _write_exec_lock(workdir, full=not jailed)
+
+
+class _WarmSpares:
+    """Jailed children started ahead of need, waiting with torch imported: a smoke run starts in milliseconds.
+
+    A spare is a whole jail of its own (namespaces, its own folder, the same limits) started
+    before its candidate is known; taking it moves its folder to the job's path (a rename:
+    the jail's bind follows the folder), writes the job there and tells it to go. Spares are
+    started by one long-lived thread (a child dies with the thread that started it) and killed
+    when the driver exits; at most `most` wait at a time.
+    """
+
+    def __init__(self, most: int = 2):
+        self.most = most
+        self.lock = threading.Lock()
+        self.waiting: dict[tuple, tuple[Path, _Spawned]] = {}
+        self.requests: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def take(self, key: tuple, workdir: Path) -> _Spawned | None:
+        """The spare for `key` moved to `workdir`, or None (none ready, it died, or another file system)."""
+        with self.lock:
+            found = self.waiting.pop(key, None)
+        if found is None:
+            return None
+        folder, child = found
+        try:
+            if child.proc.poll() is not None or os.stat(folder.parent).st_dev != os.stat(workdir.parent).st_dev:
+                raise OSError("spare not usable")
+            if workdir.exists():
+                shutil.rmtree(workdir)
+            os.rename(folder, workdir)
+            if log_path_of(folder).exists():
+                os.replace(log_path_of(folder), log_path_of(workdir))
+        except OSError:
+            self._discard(folder, child)
+            return None
+        return child
+
+    def request(self, key: tuple, folder: Path, spawn: Callable[[], _Spawned]) -> None:
+        """Have a spare for `key` started in `folder` (by the spares' own thread)."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._serve, name="warm-spares", daemon=True)
+            self.thread.start()
+        self.requests.put((key, folder, spawn))
+
+    def _serve(self) -> None:
+        while True:
+            key, folder, spawn = self.requests.get()
+            with self.lock:
+                if key in self.waiting:
+                    continue
+                while len(self.waiting) >= self.most:  # the oldest spare makes room
+                    self._discard(*self.waiting.pop(next(iter(self.waiting))))
+            try:
+                child = spawn()
+            except OSError:
+                continue
+            # Only a spare whose jail is up may be taken: before bwrap has bound its folder, moving
+            # the folder would pull it from under bwrap. The worker says so in one line, then waits.
+            if not self._ready(child):
+                self._discard(folder, child)
+                continue
+            with self.lock:
+                self.waiting[key] = (folder, child)
+
+    @staticmethod
+    def _ready(child: _Spawned, seconds: float = 300.0) -> bool:
+        line, deadline = b"", time.monotonic() + seconds
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([child.events_fd], [], [], left)[0]:
+                return False
+            chunk = os.read(child.events_fd, 64 - len(line))  # the one line, nothing after it
+            if not chunk or len(line) + len(chunk) >= 64:
+                return False
+            line += chunk
+        return line.strip() == b'{"event": "ready"}'
+
+    def _discard(self, folder: Path, child: _Spawned) -> None:
+        _kill_group(child.proc)
+        if child.group is not None:
+            child.group.close()
+        for fd in (child.events_fd, child.go_fd):
+            if fd is not None:
+                os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        log_path_of(folder).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self.lock:
+            waiting, self.waiting = list(self.waiting.values()), {}
+        for folder, child in waiting:
+            self._discard(folder, child)
+
+
+_SPARES = _WarmSpares()
+atexit.register(_SPARES.close)
+
+
+def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: ChildLimits, *,
+              device: str = "cpu", on_event: Callable[[dict], None] = lambda event: None,
+              cancel: threading.Event | None = None, readable: Sequence[str | Path] = (),
+              writable: Sequence[str | Path] = (), warm: bool = False) -> ChildResult:
+    """Run `python -m WORKER workdir/job.json EVENT_FD` in a fresh `workdir` holding `files`.
+
+    The child runs in a bubblewrap jail (nas_agent.sandbox): it sees Python, the package,
+    `readable` (read-only), `workdir` and `writable` (read-write), and nothing else of the host.
+    Where the host cannot build the jail, the child is refused unless allow_unjailed(True) was
+    called or NAS_AGENT_ALLOW_UNJAILED=1 is set.
+    The worker reports JSON events on the pipe EVENT_FD; `on_event` sees each as it arrives.
+    Setting `cancel` kills the child; its result then says "interrupted".
+    With `warm` (a worker that reads its job only when told to go, and needs no other folder),
+    a jailed spare started earlier is taken when one waits, and another is started for the next call.
+    """
+    walls_here = walls.probe()
+    if not walls_here.jail_ok and not walls.unjailed_allowed():
+        return ChildResult(killed_for=f"refused: this host cannot jail candidate code ({walls_here.why_not()}); "
+                                      "pass --allow-unjailed to run it without OS isolation")
+    workdir = Path(workdir).resolve()  # the jail binds real paths, and job.json names them
+    on_gpu = device.startswith("cuda") or (device == "auto" and _cuda_visible())
+    jailed = walls_here.jail_ok
+    # Unjailed, the child sees host paths, so a spare's folder cannot move under it.
+    warm = warm and jailed and not readable and not writable
+    key = (worker, limits, on_gpu)
+    child = _SPARES.take(key, workdir) if warm else None
+    started = time.monotonic()
+    if child is None:
+        _fresh_folder(workdir, jailed)
+        for name, text in files.items():
+            (workdir / name).write_text(text)
+        child = _spawn(worker, workdir, limits, on_gpu=on_gpu, jailed=jailed, readable=readable, writable=writable)
+    else:
+        for name, text in files.items():
+            (workdir / name).write_text(text)
+        os.write(child.go_fd, b"go\n")
+        os.close(child.go_fd)
+    if warm:
+        spare = workdir.parent / f".spare-{os.getpid()}-{next(_spare_ids)}"
+
+        def spawn() -> _Spawned:
+            _fresh_folder(spare, jailed)
+            return _spawn(worker, spare, limits, on_gpu=on_gpu, jailed=True, warm=True)
+        _SPARES.request(key, spare, spawn)
+    proc, read_fd, log_path = child.proc, child.events_fd, log_path_of(workdir)
     inbox: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_read_events, args=(os.fdopen(read_fd, "rb"), inbox), daemon=True)
     reader.start()
@@ -331,6 +494,11 @@ def run_child(worker: str, files: dict[str, str], workdir: str | Path, limits: C
     if jailed and result.returncode is not None:  # bwrap says 128+N for a command killed by signal N
         result.returncode = exit_status(result.returncode)
     _kill_group(proc)  # the child if a limit was hit, and anything it left in its process group
+    if child.group is not None:
+        if not result.killed_for and child.group.oom_killed():
+            result.killed_for = (f"out of memory: its processes went over {limits.memory_mb} MB "
+                                 f"(cgroup){_cite(limits.memory_key)}")
+        child.group.close()
     reader.join(timeout=5)
     while not inbox.empty() and not result.killed_for:  # events that arrived while we stopped waiting
         event = inbox.get_nowait()

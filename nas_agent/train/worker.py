@@ -175,4 +175,7 @@ def main(job_path: str, event_fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    code = main(sys.argv[1], int(sys.argv[2]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # its files are closed and its events sent: skip torch's second-long interpreter teardown

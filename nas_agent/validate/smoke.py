@@ -28,6 +28,7 @@ class SmokeLimits:
     max_params: int = 50_000_000
     max_gflops: float = 20.0         # forward FLOPs per image
     batch: int = 2
+    warm: bool = True                # take a jailed spare that has torch imported, and leave one for the next run
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,14 @@ def smoke_test(source: str, workdir: str | Path, limits: SmokeLimits = SmokeLimi
                task: str = "img-classification") -> SmokeResult:
     """Run `source`'s Net forward and backward once in a sandboxed child in `workdir` (created afresh)."""
     workdir = Path(workdir)
-    job = {"candidate": str(workdir.resolve() / CANDIDATE_FILE), "in_shape": list(in_shape),
+    job = {"in_shape": list(in_shape),
            "out_shape": list(out_shape), "max_params": limits.max_params, "max_gflops": limits.max_gflops,
            "batch": limits.batch, "task": task}
     child_limits = ChildLimits(seconds=limits.seconds, memory_mb=limits.memory_mb, cpu_seconds=limits.seconds,
                                open_files=256, file_mb=16, folder_mb=64, threads=1,
                                seconds_key="validate.smoke_seconds", memory_key="validate.smoke_memory_mb")
     result = run_child("nas_agent.validate.smoke_worker", {CANDIDATE_FILE: source, "job.json": json.dumps(job)},
-                       workdir, child_limits, device="cpu")
+                       workdir, child_limits, device="cpu", warm=limits.warm)
     try:
         done = _verdict_inputs(result, Path(workdir), limits, in_shape, out_shape, task)
     except SmokeRejection as exc:

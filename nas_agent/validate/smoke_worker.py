@@ -1,6 +1,8 @@
-"""Child-process entry point of the smoke run: `python -m nas_agent.validate.smoke_worker JOB.json EVENT_FD`.
+"""Child-process entry point of the smoke run: `python -m nas_agent.validate.smoke_worker JOB.json EVENT_FD [GO_FD]`.
 
-Started by `nas_agent.validate.smoke` inside the sandbox, never in the driver. Installs
+Started by `nas_agent.validate.smoke` inside the sandbox, never in the driver. With GO_FD it
+is a warm spare: it imports torch, then waits for a line on GO_FD before it reads JOB.json
+(the driver writes the job into its folder first). Installs
 the audit-hook guard, imports the candidate, builds `Net`, runs forward and backward on
 a small seeded batch, checks shape, finiteness, size and cost, and reports the network's
 structural fingerprint. One `done` or `failed` event on the pipe says how it went.
@@ -22,13 +24,15 @@ class SmokeFailure(Exception):
     """The candidate ran but broke a smoke-run rule."""
 
 
-def _check(job: dict, started: float) -> dict:
+def _check(job: dict, workdir: Path, started: float) -> dict:
     import torch
     import torch.nn.functional as F
 
     from nas_agent.validate.structure import probe
 
-    module = load_candidate(Path(job["candidate"]))
+    from nas_agent.train.job import CANDIDATE_FILE
+
+    module = load_candidate(workdir / CANDIDATE_FILE)
     in_shape, out_shape = tuple(job["in_shape"]), tuple(job["out_shape"])
     prm = {"lr": 0.01, "momentum": 0.9, "dropout": 0.1}
     try:
@@ -56,7 +60,7 @@ def _check(job: dict, started: float) -> dict:
             raise SmokeFailure(str(exc)) from None
         if problem:
             raise SmokeFailure(problem)
-        return _finish(job, model, n_params, output, structure, loss, started)
+        return _finish(job, workdir, model, n_params, output, structure, loss, started)
     inputs = torch.randn((batch, *in_shape[1:]), generator=generator)
     labels = torch.randint(0, out_shape[0], (batch,), generator=generator)
     try:
@@ -68,10 +72,10 @@ def _check(job: dict, started: float) -> dict:
                            f"(batch, *out_shape)")
     if not torch.isfinite(output).all():
         raise SmokeFailure("forward returned NaN or infinite values on a random batch")
-    return _finish(job, model, n_params, output, structure, F.cross_entropy(output, labels), started)
+    return _finish(job, workdir, model, n_params, output, structure, F.cross_entropy(output, labels), started)
 
 
-def _finish(job: dict, model, n_params: int, output, structure, loss, started: float) -> dict:
+def _finish(job: dict, workdir: Path, model, n_params: int, output, structure, loss, started: float) -> dict:
     """The checks every task shares: cost, a finite loss, and gradients that reach the weights.
 
     The output and the parameters are also left as files: the driver decides the verdict on
@@ -81,7 +85,6 @@ def _finish(job: dict, model, n_params: int, output, structure, loss, started: f
 
     from nas_agent.train.score import OUTPUT_FILE, PARAMETERS_FILE
 
-    workdir = Path(job["candidate"]).parent
     write_atomically(workdir / OUTPUT_FILE, output.detach().float().cpu().numpy().astype("<f4").tobytes())
     job["save_parameters"](model, workdir / PARAMETERS_FILE)
 
@@ -102,7 +105,30 @@ def _finish(job: dict, model, n_params: int, output, structure, loss, started: f
             "n_ops": structure.n_ops, "seconds": round(time.monotonic() - started, 3)}
 
 
-def main(job_path: str, event_fd: int) -> int:
+def _warm_up() -> None:
+    """Pay torch's first-use costs (the FLOP counter's lazy imports, autograd) on a network of our own.
+
+    About 2 s on a CPU: a warm spare pays them before its candidate is known.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from nas_agent.validate.structure import probe
+
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    output, _ = probe(net, torch.randn(2, 3, 8, 8))
+    F.cross_entropy(output, torch.tensor([0, 1])).backward()
+
+
+def _wait_for_go(go_fd: int) -> bool:
+    """Block until the driver says go (True) or closes the pipe, discarding this spare (False)."""
+    with os.fdopen(go_fd, "rb") as go:
+        return go.readline().strip() == b"go"
+
+
+def main(job_path: str, event_fd: int, go_fd: int | None = None) -> int:
     events = os.fdopen(event_fd, "w", buffering=1)
     started = time.monotonic()
     workdir = Path(job_path).parent
@@ -113,6 +139,12 @@ def main(job_path: str, event_fd: int) -> int:
         landlock_abi = landlock.restrict([workdir])
         import torch
 
+        _warm_up()
+        if go_fd is not None:
+            emit(events, "ready")  # read by the driver's spares thread: this jail is up and warm
+            if not _wait_for_go(go_fd):
+                return 0
+            started = time.monotonic()
         job = json.loads(Path(job_path).read_text())
         job["save_parameters"] = parameter_saver()  # torch's own named_parameters, before the candidate loads
         torch.set_num_threads(1)
@@ -122,7 +154,7 @@ def main(job_path: str, event_fd: int) -> int:
         emit(events, "failed", stage="setup", reason=f"smoke set-up failed: {describe(exc)}")
         return 2
     try:
-        result = _check(job, started)
+        result = _check(job, workdir, started)
     except SmokeFailure as exc:
         emit(events, "failed", stage="smoke", reason=str(exc))
         return 1
@@ -137,4 +169,7 @@ def main(job_path: str, event_fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    code = main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # its files are closed and its events sent: skip torch's second-long interpreter teardown
