@@ -174,7 +174,9 @@ def test_a_task_that_misses_its_flag_is_killed_after_the_grace_period(executor, 
 def test_a_lost_worker_becomes_a_failed_outcome(executor, cifar_cache, tmp_path):
     def on_event(event):
         if event["event"] == "started":  # kill the Ray worker that runs the task, not the child
-            (child,) = _training_children(tmp_path)
+            # Jailed, the child is bwrap, its init and the worker: the outermost is the Ray worker's own child.
+            children = _training_children(tmp_path)
+            (child,) = [c for c in children if c.ppid() not in {other.pid for other in children}]
             child.parent().kill()
 
     outcome = executor.run(_job("lost", cifar_cache, epochs=50), tmp_path / "sandbox", on_event, threading.Event())
