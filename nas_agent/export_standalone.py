@@ -186,9 +186,11 @@ def _export_run(recipe, data_path, device_name="auto", log=print):
             optimizer = torch.optim.SGD(params, lr=r["lr"], momentum=r["momentum"],
                                         nesterov=r["nesterov"] and r["momentum"] > 0,
                                         weight_decay=r["weight_decay"], foreach=True)
-        if r["schedule"] == "onecycle":
+        if r["schedule"] == "onecycle" and steps >= 4:
+            # At least two warm-up steps: OneCycleLR divides by zero on a one-step phase.
+            warmup = min(max(r["warmup_fraction"], 2 / steps), 1 - 2 / steps)
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=r["lr"], total_steps=steps, pct_start=r["warmup_fraction"],
+                optimizer, max_lr=r["lr"], total_steps=steps, pct_start=warmup,
                 anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
         elif r["schedule"] == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

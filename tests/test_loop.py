@@ -9,7 +9,8 @@ import torch
 
 from nas_agent.config import TrainConfig
 from nas_agent.data import load_cache
-from nas_agent.train.loop import NonFiniteLoss, _autocast, cpu_has_native_bf16, load_checkpoint, train_model
+from nas_agent.train.loop import (NonFiniteLoss, autocast_for, cpu_has_native_bf16, load_checkpoint, make_scheduler,
+                                   train_model)
 
 from conftest import CANDIDATES, SMALL_FRACTAL
 
@@ -116,9 +117,27 @@ def test_cpu_autocast_follows_the_hardware_and_the_amp_switch():
     conv = torch.nn.Conv2d(3, 4, 3)
     x = torch.randn(2, 3, 8, 8)
     cpu = torch.device("cpu")
-    with _autocast(cpu, TrainConfig(amp="auto")):
+    with autocast_for(cpu, TrainConfig(amp="auto")):
         auto = conv(x).dtype
-    with _autocast(cpu, TrainConfig(amp="off")):
+    with autocast_for(cpu, TrainConfig(amp="off")):
         off = conv(x).dtype
     assert auto == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert off == torch.float32
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_every_schedule_runs_any_number_of_steps(schedule):
+    """Regression: 500 images in batches of 100 made a one-step warm-up, and OneCycleLR divided by zero."""
+    for total in range(1, 13):
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([weight], lr=0.1)
+        scheduler = make_scheduler(optimizer, TrainConfig(schedule=schedule, lr=0.1, warmup_fraction=0.2), total)
+        rates = [optimizer.param_groups[0]["lr"]]
+        for _ in range(total):
+            optimizer.step()
+            scheduler.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+        assert all(0 <= r <= 0.1 + 1e-12 for r in rates[:-1]), (total, rates)
+        if schedule == "onecycle" and total >= 4:
+            # Warms up from lr / 10 towards lr (the peak falls between steps when the phase is fractional).
+            assert rates[0] == pytest.approx(0.01) and max(rates) > 0.08, (total, rates)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from nas_agent.config import TrainConfig
 from nas_agent.generative.task import bits_per_dim
-from nas_agent.train.loop import EpochMetrics, _autocast, _optimizer, _scheduler, optimizer_step, run_epochs
+from nas_agent.train.loop import EpochMetrics, autocast_for, make_optimizer, make_scheduler, optimizer_step, run_epochs
 
 
 def _dims(x: torch.Tensor) -> int:
@@ -36,7 +36,7 @@ def evaluate_nll(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, device: to
     total = torch.zeros((), device=device, dtype=torch.float64)
     size = _eval_size(cfg, device)
     for start in range(0, len(x), size):
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             nll = model(x[start:start + size])
         total += nll.double().sum()
     return total.item()
@@ -55,7 +55,7 @@ def value_log_probs(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, device:
     size = _eval_size(cfg, device)
     for start in range(0, len(x), size):
         xb = x[start:start + size]
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             logits = model.value_logits(xb)
         log_p = F.log_softmax(logits.float(), -1).gather(-1, xb.long()[..., None]).squeeze(-1)
         out.append(log_p.reshape(len(xb), -1).cpu())
@@ -67,7 +67,7 @@ def probe_logits(model: nn.Module, images: torch.Tensor, positions: list[int], c
                  device: torch.device) -> torch.Tensor:
     """(P, len(positions), 256) float32 logits of the probe `images` at the flat value `positions`."""
     model.eval()
-    with _autocast(device, cfg):
+    with autocast_for(device, cfg):
         logits = model.value_logits(images)
     return logits.float().reshape(len(images), -1, logits.shape[-1])[:, positions].cpu()
 
@@ -90,7 +90,7 @@ def _train_epoch(model, batches, optimizer, scheduler, cfg: TrainConfig, device:
     loss_sum = torch.zeros((), device=device)
     seen = 0
     for xb, _ in batches:
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             loss = model(xb).float().mean() / _dims(xb)
         optimizer_step(model, loss, optimizer, scheduler, cfg)
         loss_sum += loss.detach() * len(xb)
@@ -119,8 +119,8 @@ def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.dev
         model.train_setup({"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout})
         optimizer, scheduler = getattr(model, "optimizer", None), None
     else:
-        optimizer = _optimizer(model, cfg, device)
-        scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+        optimizer = make_optimizer(model, cfg, device)
+        scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
 
     def train_one(generator: torch.Generator) -> tuple[float | None, None]:
         batches = _batches(train_x, train_y, cfg, generator)

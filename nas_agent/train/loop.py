@@ -54,7 +54,8 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the model's trainable parameters."""
     # Multi-tensor steps, no per-parameter Python loop. Fused AdamW on CUDA; SGD stays on foreach
     # because fused SGD fails when a parameter first gets a gradient after step one, which global
     # drop-path does (a column skipped in the first batches has no momentum buffer yet).
@@ -66,10 +67,14 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torc
                            weight_decay=cfg.weight_decay, foreach=True)
 
 
-def _scheduler(optimizer, cfg: TrainConfig, total_steps: int):
-    if cfg.schedule == "onecycle":
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    """The recipe's learning-rate schedule over `total_steps` steps (any count from one up)."""
+    if cfg.schedule == "onecycle" and total_steps >= 4:
+        # OneCycleLR divides by the length of each phase, counted from the step after the first:
+        # a warm-up of one step (0.2 of 5) or less divides by zero. Short runs warm up over two.
+        warmup = min(max(cfg.warmup_fraction, 2 / total_steps), 1 - 2 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_fraction,
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=warmup,
             anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
             cycle_momentum=False)
     if cfg.schedule == "cosine":
@@ -91,7 +96,8 @@ def cpu_has_native_bf16() -> bool:
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def _autocast(device: torch.device, cfg: TrainConfig):
+def autocast_for(device: torch.device, cfg: TrainConfig):
+    """The autocast context the recipe and the hardware call for (a no-op where it would not pay)."""
     # bf16 on CUDA, and on CPUs with native bf16: benchmarks/train_throughput.py measured 1.4-1.6x
     # images/s on an AVX512-BF16 EPYC for a FractalNet step, at no accuracy cost after 2 epochs.
     if cfg.amp == "auto" and device.type == "cuda":
@@ -125,7 +131,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         yb = y[start:start + size]
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             out = model(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
@@ -156,7 +162,7 @@ def predict(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, device: torch.d
         xb = normalize(x[start:start + size])
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             out = model(xb)
         parts.append(out.detach().float().cpu())
     return torch.cat(parts) if parts else torch.zeros((0, 0))
@@ -247,8 +253,8 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
         optimizer, scheduler = getattr(model, "optimizer", None), None
         criterion = None
     else:
-        optimizer = _optimizer(model, cfg, device)
-        scheduler = _scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+        optimizer = make_optimizer(model, cfg, device)
+        scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def train_one(generator: torch.Generator) -> tuple[float | None, float | None]:
@@ -332,7 +338,7 @@ def _train_epoch(model, batches, optimizer, scheduler, criterion, cfg: TrainConf
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for xb, yb in batches:
-        with _autocast(device, cfg):
+        with autocast_for(device, cfg):
             out = model(xb)
             loss = criterion(out.float(), yb)
         optimizer_step(model, loss, optimizer, scheduler, cfg)
