@@ -132,3 +132,30 @@ def test_hostile_file_is_rejected_at_policy_and_never_run(tmp_path, cli_env):
     with Catalog(catalog) as cat:
         (event,) = cat.events(kind="rejected")
         assert event["stage"] == "policy" and cat.models() == []
+
+
+def test_candidate_text_is_printed_as_text_never_as_markup(tmp_path):
+    """Regression: Rich read '[untrusted candidate output]' as a style tag and dropped it from `train`'s output.
+
+    Candidate-derived text (a failure reason, a file name) must reach the terminal as written, so a
+    candidate can neither hide the untrusted marker nor style, link or blank out its own message.
+    """
+    from nas_agent.catalog import Catalog
+    from nas_agent.catalog.records import ModelRecord
+    from nas_agent.train.events import quote_untrusted
+
+    catalog = tmp_path / "catalog.sqlite"
+    reason = "the candidate raised: " + quote_untrusted("[link=http://x]click[/link] [conceal]secret[/] [red]0.99")
+    with Catalog(catalog) as cat:
+        cat.add_model(ModelRecord(name="img-classification_cifar-10_acc_Net-[bold]x", code="x = 1\n", family="Net",
+                                  task="img-classification", dataset="cifar-10", metric="acc", code_hash="ab" * 32,
+                                  template_params={}, parent=None, origin="file"))
+        cat.set_status("img-classification_cifar-10_acc_Net-[bold]x", "failed", reason)
+    shown = invoke("show", "img-classification_cifar-10_acc_Net-[bold]x", "--catalog", catalog)
+    assert shown.returncode == 0, shown.stderr
+    assert "[untrusted candidate output]" in shown.stdout and "[link=http://x]click[/link]" in shown.stdout
+    assert "[conceal]secret[/]" in shown.stdout and "Net-[bold]x" in shown.stdout
+    named = tmp_path / "[red]odd.py"
+    named.write_text("import os\n")
+    verdicts = invoke("validate", named, "--catalog", catalog)
+    assert verdicts.returncode == 1 and "[red]odd" in verdicts.stdout, verdicts.stdout

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from nas_agent.config import Config, ConfigError, load_config
@@ -25,7 +26,8 @@ USER_ERRORS = (UserError, FileNotFoundError)   # ConfigError, CatalogError, Data
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line saying what went wrong and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages carry file names, paths and candidate text: printed as they are, never read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 # Only light modules at the top: `--help`, `leaderboard` and the argument errors must not wait for
@@ -121,7 +122,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
                     rejected += 1
                     catalog.add_event(str(path), "rejected", stage=exc.verdict.stage,
                                       reason=exc.verdict.reason, run_id=run_id)
-                    err.print(f"[yellow]rejected[/] {exc}", highlight=False)
+                    err.print(f"[yellow]rejected[/] {escape(str(exc))}", highlight=False)
                 else:
                     candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
                 progress.advance(checking)
@@ -143,7 +144,7 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
         console.print(f"trained {len(summary.trained)}, failed {len(summary.failed)}, "
                       f"interrupted {len(summary.interrupted)}, rejected {rejected}; catalog: {cfg.catalog}")
         for name in summary.failed:
-            console.print(f"[red]failed[/] {name}: {catalog.get_model(name)['reason']}", highlight=False)
+            console.print(f"[red]failed[/] {escape(name)}: {escape(catalog.get_model(name)['reason'] or '')}", highlight=False)
         status = "finished"
         return 1 if (summary.failed or rejected) else 0
     except KeyboardInterrupt:
@@ -309,7 +310,7 @@ def _print_verdicts(results: list[Validation]) -> None:
         table.add_column(column, overflow="fold")
     for r in results:
         verdict = "[green]ok[/]" if r.ok else f"[red]{r.verdict.stage}[/]"
-        table.add_row(r.label, verdict, r.verdict.reason, (r.code_hash or "")[:12], (r.struct_hash or "")[:12],
+        table.add_row(escape(r.label), verdict, escape(r.verdict.reason), (r.code_hash or "")[:12], (r.struct_hash or "")[:12],
                       f"{r.n_params:,}" if r.n_params is not None else "")
     console.print(table)
     passed = sum(r.ok for r in results)
@@ -383,7 +384,7 @@ def propose(
         table.add_column(column, overflow="fold")
     for p in proposals:
         v = p.validation.verdict
-        table.add_row(str(p.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", v.reason[:300],
+        table.add_row(str(p.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", escape(v.reason[:300]),
                       str(p.completion.tokens_out), f"{len(p.extraction.reasoning):,}", f"{p.completion.latency_s:.1f}")
     console.print(table)
     valid = sum(p.validation.ok for p in proposals)
@@ -538,7 +539,7 @@ def _print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
     for row in rows:
         # The reference network is the baseline: marked, and listed even where a filter leaves it out.
         reference = row["origin"] == "reference"
-        table.add_row("ref" if row["rank"] is None else str(row["rank"]), row["name"], f"{row['accuracy']:.4f}",
+        table.add_row("ref" if row["rank"] is None else str(row["rank"]), escape(row["name"]), f"{row['accuracy']:.4f}",
                       str(row["epoch"]), f"{row['n_params']:,}" if row["n_params"] is not None else "?",
                       f"{row['seconds_per_epoch']:.1f}", row["origin"] or "",
                       style="yellow" if reference else None)
@@ -628,8 +629,9 @@ def show(
             events = cat.events(nn=name)
     except USER_ERRORS as exc:
         fail(str(exc))
-    console.print(f"[bold]{name}[/]  family {model['family']}  origin {model['origin']}  "
-                  f"status {model['status']}" + (f" ({model['reason']})" if model["reason"] else ""), highlight=False)
+    console.print(f"[bold]{escape(name)}[/]  family {model['family']}  origin {model['origin']}  "
+                  f"status {model['status']}" + (f" ({escape(model['reason'])})" if model["reason"] else ""),
+                  highlight=False)
     console.print(f"params {model['n_params'] if model['n_params'] is not None else '?'}  "
                   f"code hash {model['code_hash'][:16]}  created {model['created']}", highlight=False)
     if model["template_params"]:
@@ -646,7 +648,7 @@ def show(
                           fmt(e["seconds"], ".1f"), fmt(e["samples_per_second"], ".0f"))
         console.print(table)
     if events:
-        console.print("events: " + ", ".join(f"{e['kind']}" + (f" ({e['reason']})" if e["reason"] else "")
+        console.print("events: " + ", ".join(f"{e['kind']}" + (f" ({escape(e['reason'])})" if e["reason"] else "")
                                              for e in events[-8:]), highlight=False)
     if code:
         from rich.syntax import Syntax
@@ -780,7 +782,7 @@ def lemur_import(
     except (OSError, LemurLayoutError, *USER_ERRORS) as exc:
         fail(str(exc))
     for line in summary.skipped:
-        err.print(f"[yellow]skipped[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]skipped[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"imported {summary.records} trial record(s): {len(summary.added)} new model(s), "
                   f"{len(summary.known)} already catalogued"
                   + (f", {summary.merged} repeated record(s) merged (best kept)" if summary.merged else "")
