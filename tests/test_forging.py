@@ -102,10 +102,23 @@ def test_no_candidate_forges_its_score_or_a_rivals_with_the_policy_off(tmp_path,
     assert "root:x:0:0" not in dump
 
 
-def test_hidden_parameters_are_counted_by_the_driver(tmp_path):
-    source = (FORGE / "hides_its_parameters.py").read_text()
+@pytest.mark.parametrize("name", ["hides_its_parameters", "lies_about_its_shapes", "weights_outside_the_module_tree"])
+def test_hidden_parameters_are_counted_by_the_driver(tmp_path, name):
+    source = (FORGE / f"{name}.py").read_text()
     result = smoke_test(source, tmp_path / "smoke", SmokeLimits(seconds=60, memory_mb=4096, max_params=1_000_000))
     assert result.verdict.stage == "smoke" and "parameters, above" in result.verdict.reason, result.verdict
+
+
+def test_an_honest_network_is_counted_exactly(tmp_path, small_candidate):
+    """The live-tensor count adds nothing to a network whose weights all sit in its module tree."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("honest", small_candidate)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.Net((1, 3, 32, 32), (10,), {"lr": 0.01, "momentum": 0.9, "dropout": 0.1}, "cpu")
+    result = smoke_test(small_candidate.read_text(), tmp_path / "smoke", SmokeLimits(seconds=60))
+    assert result.verdict.ok and result.n_params == sum(p.numel() for p in net.parameters())
 
 
 FORGE_GEN = Path(__file__).resolve().parent / "hostile" / "forge_gen"

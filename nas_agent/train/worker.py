@@ -60,20 +60,49 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+UNREGISTERED = "(trainable tensors outside the module tree)"
+
+
 def parameter_saver():
     """A function writing a model's parameter shapes (JSON, no pickle) for the driver to count.
 
-    Call it before any candidate is imported: it holds torch's own `named_parameters`, so a
-    Net that overrides parameters() or named_parameters() cannot hide its weights. Shapes,
-    not weights: a 55 M-parameter model must be counted and refused, not written out.
+    Call it before any candidate is imported: everything it uses is taken now, so a candidate
+    that later patches `json`, overrides `parameters()`, `named_parameters()` or a tensor's
+    `shape`, or keeps weights outside its module tree cannot shrink the count. The total is the
+    larger of the module's registered parameters and every trainable leaf tensor alive in the
+    process (found by the garbage collector, read through torch's own C descriptors); what
+    the module tree does not explain is one extra entry. Shapes, not weights: a 55 M-parameter
+    model must be counted and refused, not written out.
     """
+    import gc
+    import math
+
+    import torch
     from torch.nn import Module
 
-    named_parameters = Module.named_parameters
+    named_parameters, dumps, collect, live, product = Module.named_parameters, json.dumps, gc.collect, gc.get_objects, math.prod
+    base = torch._C.TensorBase
+    size, numel = base.size, base.numel
+    requires_grad, is_leaf = base.__dict__["requires_grad"].__get__, base.__dict__["is_leaf"].__get__
+    plain = torch._C.DisableTorchFunctionSubclass
+    write, replace = Path.write_bytes, os.replace
 
     def save(model, path: Path) -> None:
-        shapes = {name: list(p.shape) for name, p in named_parameters(model)}
-        write_atomically(path, json.dumps(shapes).encode())
+        with plain():
+            shapes: dict[str, list[int]] = {}
+            try:
+                shapes = {str(name): [int(d) for d in size(p)] for name, p in named_parameters(model)}
+            except Exception:  # a module tree that cannot be walked: the live tensors below still count
+                shapes = {}
+            registered = sum(product(s) for s in shapes.values())
+            collect()
+            trainable = sum(numel(t) for t in live()
+                            if issubclass(type(t), base) and requires_grad(t) and is_leaf(t))
+        if trainable > registered:
+            shapes[UNREGISTERED] = [trainable - registered]
+        tmp = path.with_name(f".{path.name}.tmp")
+        write(tmp, dumps(shapes).encode())
+        replace(tmp, path)
     return save
 
 
