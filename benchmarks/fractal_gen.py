@@ -26,9 +26,9 @@ from rich.table import Table
 
 from nas_agent.config import TrainConfig
 from nas_agent.data import load_cache, resolve_cifar10
-from nas_agent.generative.baseline import best_per_pixel_bpd
-from nas_agent.generative.task import bits_per_dim
-from nas_agent.generative.train import _batches, evaluate_nll
+from nas_agent.tasks.pixel_baseline import best_per_pixel_bpd
+from nas_agent.tasks.generation import bits_per_dim
+from nas_agent.train.generative import _batches, evaluate_nll
 from nas_agent.space import load_template
 
 MODELS = {

@@ -29,7 +29,8 @@ from nas_agent.catalog import Catalog
 from nas_agent.config import load_config
 from nas_agent.data import resolve_cifar10
 from nas_agent.search.trainer import Trainer, read_candidate, register
-from nas_agent.space import FractalSpace, generate_candidates, load_template
+from nas_agent.search.generate import generate_candidates
+from nas_agent.space import FractalSpace, load_template
 from nas_agent.validate import validator_for
 
 PAPER_CANDIDATES, PAPER_EPOCHS, FULL_TRAIN, FULL_TEST = 1200, 5, 50_000, 10_000

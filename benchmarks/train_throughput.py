@@ -36,7 +36,8 @@ from torchvision import transforms
 from nas_agent.config import TrainConfig, load_config
 from nas_agent.data import load_cache, resolve_cifar10
 from nas_agent.data.augment import CIFAR10_MEAN, CIFAR10_STD
-from nas_agent.space import generate_candidates, load_template
+from nas_agent.search.generate import generate_candidates
+from nas_agent.space import load_template
 from nas_agent.device import resolve_device
 from nas_agent.train.loop import evaluate, seed_everything, train_model
 

@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nas_agent.catalog import Catalog, ModelRecord
-from nas_agent.space import FractalSpace, changed_outside_regions, generate_candidates, load_template, load_templates
+from nas_agent.search.generate import generate_candidates
+from nas_agent.space import FractalSpace, changed_outside_regions, load_template, load_templates
 from nas_agent.validate import SmokeLimits, Validator, check_contract, check_policy, code_hash
 
 

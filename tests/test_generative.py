@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
-from nas_agent.generative.baseline import best_per_pixel_bpd
+from nas_agent.tasks.pixel_baseline import best_per_pixel_bpd
 from nas_agent.space import load_template
 
 pytestmark = pytest.mark.train
@@ -245,7 +245,7 @@ def test_leaderboard_ranks_bits_per_dim_lowest_first_and_accuracy_highest_first(
 
 
 def test_mutations_stay_valid_generators_and_touch_every_kind_of_parameter():
-    from nas_agent.generative.mutate import GenerativeMutateStrategy
+    from nas_agent.search.generative_mutate import GenerativeMutateStrategy
     from nas_agent.search.strategy import RoundContext, template_parent
     from nas_agent.space.template import load_templates, read_params
     from nas_agent.validate.pipeline import Validator

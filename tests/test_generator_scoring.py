@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from nas_agent.config import TrainConfig
-from nas_agent.generative.train import probe_logits, value_log_probs
+from nas_agent.train.generative import probe_logits, value_log_probs
 from nas_agent.train.score import Probes, ScoreError, check_probes, score_log_probs
 from tests.test_generative import TINY, build
 

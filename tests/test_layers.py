@@ -1,8 +1,7 @@
 """The package's layers: which of its units may import which (imports inside functions included).
 
-Read from the source with `ast`, nothing is imported. The lowest layers must not reach up; the
-two-way dependencies still left are listed by name, so a new one fails here until it is removed
-or argued for.
+Read from the source with `ast`, nothing is imported. The lowest layers must not reach up, and no
+unit may depend on itself through others (a cycle of any length fails here).
 """
 
 from __future__ import annotations
@@ -13,12 +12,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nas_agent"
 
-# Units that hold the OS walls, data and plain values: they import nothing above them.
-FOUNDATION = {"sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
-              "config": {"errors"}, "errors": set(), "device": set()}
-# Two-way dependencies that remain until the task families become plugins (generative branches in
-# search, validate and train; the template parser shared by space and validate).
-KNOWN_TWO_WAY = {("generative", "search"), ("generative", "train"), ("generative", "validate"), ("space", "validate")}
+# Units that hold the OS walls, data, task facts and plain values: they import nothing above them.
+FOUNDATION = {"tasks": set(), "sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
+              "config": {"errors"}, "errors": set(), "device": set(), "space": {"errors"}}
 
 
 def _unit(path: Path) -> str:
@@ -52,9 +48,20 @@ def test_the_foundation_imports_nothing_above_it():
         assert graph.get(unit, set()) <= allowed, (unit, sorted(graph.get(unit, set()) - allowed))
 
 
-def test_no_new_two_way_dependency_between_units():
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), set()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_no_unit_depends_on_itself_through_others():
+    """Zero cycles, of any length: the units form layers (the task families' two-way links are gone)."""
     graph = import_graph()
-    two_way = {tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, set())}
-    assert two_way <= KNOWN_TWO_WAY, sorted(two_way - KNOWN_TWO_WAY)
+    cycles = sorted(unit for unit in graph if unit in _reachable(graph, unit))
+    assert not cycles, {unit: sorted(graph[unit] & {u for u in graph if unit in _reachable(graph, u)}) for unit in cycles}
     # The cli is the top: nothing imports it.
     assert not [unit for unit, targets in graph.items() if "cli" in targets and unit != "cli"]

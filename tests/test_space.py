@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from nas_agent.space import FractalSpace, TemplateError, generate_candidates, load_template, read_params, render_params
+from nas_agent.search.generate import generate_candidates
+from nas_agent.space import FractalSpace, TemplateError, load_template, read_params, render_params
 from nas_agent.validate import check_contract, code_hash
 
 from conftest import boundary_variants

@@ -11,7 +11,8 @@ import pytest
 
 from nas_agent.catalog import Catalog, ModelRecord
 from nas_agent.config import ConfigError, from_dict, load_config
-from nas_agent.space import FractalSpace, load_template, load_templates, render_variants
+from nas_agent.search.generate import render_variants
+from nas_agent.space import FractalSpace, load_template, load_templates
 from nas_agent.validate import SmokeLimits, Validator, code_hash, validator_for
 
 from conftest import boundary_variants

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from nas_agent.config import Config, ConfigError, load_config
 from nas_agent.errors import UserError
-from nas_agent.generative.task import TASK_GENERATION, is_generative
+from nas_agent.tasks.generation import TASK_GENERATION, is_generative
 
 if TYPE_CHECKING:
     from nas_agent.catalog import Catalog

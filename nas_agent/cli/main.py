@@ -19,7 +19,7 @@ from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, SmokeOpt, 
                                   config_of, console, err, fail, open_catalog, progress_bars, resolve_name)
 from nas_agent.cli.fractals import fractals_app, pretrain
 from nas_agent.config import Config, load_config
-from nas_agent.generative.task import TASK_GENERATION, is_generative
+from nas_agent.tasks.generation import TASK_GENERATION, is_generative
 
 if TYPE_CHECKING:
     from nas_agent.validate import Validation
@@ -75,7 +75,8 @@ def generate(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Write candidate files from the fractal template space."""
-    from nas_agent.space import FractalSpace, generate_candidates, load_template
+    from nas_agent.search.generate import generate_candidates
+    from nas_agent.space import FractalSpace, load_template
 
     try:
         cfg = load_config(config)
@@ -229,7 +230,8 @@ def sweep(
     smoke: Optional[bool] = SmokeOpt,
 ) -> None:
     """Train every candidate in a folder (or a sample of the space); re-running resumes."""
-    from nas_agent.space import FractalSpace, generate_candidates, load_template
+    from nas_agent.search.generate import generate_candidates
+    from nas_agent.space import FractalSpace, load_template
 
     try:
         cfg = config_of(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
@@ -693,7 +695,7 @@ def sample(
     catalog: Optional[Path] = CatalogOpt,
 ) -> None:
     """Draw images from a trained fractal generator (level by level, in the sandbox) and write a grid."""
-    from nas_agent.generative.sample import SampleError, sample_images, write_grid
+    from nas_agent.train.sample import SampleError, sample_images, write_grid
     from nas_agent.search.trainer import checkpoint_of, run_dir_of
 
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nas_agent.catalog import Catalog
 from nas_agent.config import Config, ConfigError
-from nas_agent.generative.task import is_generative
+from nas_agent.tasks.generation import is_generative
 from nas_agent.search.strategy import Strategy
 from nas_agent.space.fractal import FractalSpace
 from nas_agent.space.template import Template
@@ -55,7 +55,7 @@ def check_strategies(config: Config) -> None:
     if unsupported:
         raise ConfigError(f"search.strategies: {', '.join(unsupported)} cannot search task {config.task} yet; "
                           f"use mutate and llm (conf/generative.toml)")
-    from nas_agent.generative.space import GenerativeSpace
+    from nas_agent.space.generative import GenerativeSpace
 
     try:
         GenerativeSpace.from_config(config.space)
@@ -69,8 +69,8 @@ def make_strategies(config: Config, catalog: Catalog, run_id: str, template: Tem
     check_strategies(config)
     strategies: dict[str, Strategy] = {}
     if is_generative(config.task):  # the fractal generators' own space and mutations
-        from nas_agent.generative.mutate import GenerativeMutateStrategy
-        from nas_agent.generative.space import GenerativeSpace
+        from nas_agent.search.generative_mutate import GenerativeMutateStrategy
+        from nas_agent.space.generative import GenerativeSpace
 
         if wants(config, "mutate"):
             strategies["mutate"] = GenerativeMutateStrategy(GenerativeSpace.from_config(config.space),

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.errors import UserError
-from nas_agent.generative.task import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
+from nas_agent.tasks.generation import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import TemplateError, read_family, read_params, read_task
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validator, Verdict

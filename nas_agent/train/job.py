@@ -29,7 +29,7 @@ class TrainJob:
     threads: int = 0
     in_shape: tuple[int, ...] = (1, 3, 32, 32)
     out_shape: tuple[int, ...] = (10,)
-    task: str = "img-classification"  # img-generation: forward returns NLL, trained by nas_agent.generative
+    task: str = "img-classification"  # img-generation: forward returns NLL, trained by nas_agent.train.generative
     # Weights to start from (a checkpoint of train_model): tensors whose name and shape match are loaded,
     # the rest (e.g. a classifier head of another class count) keep their fresh initialisation.
     init_from: str | None = None

@@ -180,7 +180,7 @@ def main(job_path: str, event_fd: int) -> int:
         kwargs = {"checkpoint": Path(job.checkpoint) if job.checkpoint else None, "fingerprint": job.fingerprint,
                   "resume_epoch": job.resume_epoch, "on_epoch": on_epoch}
         if job.task == "img-generation":  # forward returns each image's NLL: its own loop and metric
-            from nas_agent.generative.train import train_generative
+            from nas_agent.train.generative import train_generative
 
             if not callable(getattr(model, "value_logits", None)):
                 raise TypeError("a generator must define value_logits(x): the (N, C, H, W, 256) logits "

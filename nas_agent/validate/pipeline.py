@@ -16,7 +16,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from nas_agent.generative.task import GENERATION_OUT_SHAPE, is_generative
+from nas_agent.tasks.generation import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family, read_task
 from nas_agent.validate.contract import check_contract
 from nas_agent.validate.normalize import code_hash

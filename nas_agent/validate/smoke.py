@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas_agent.generative.task import TASK_GENERATION
+from nas_agent.tasks.generation import TASK_GENERATION
 from nas_agent.train.events import SMOKE_EVENTS, ProtocolError, check, quote_untrusted
 from nas_agent.train.job import CANDIDATE_FILE
 from nas_agent.train.score import OUTPUT_FILE, PARAMETERS_FILE, ScoreError, count_parameters, read_float32

@@ -52,7 +52,7 @@ def _check(job: dict, workdir: Path, started: float) -> dict:
     batch = job["batch"]
     model.train()
     if job.get("task") == "img-generation":  # uint8 images in, one NLL per image out
-        from nas_agent.generative.smoke import generative_forward
+        from nas_agent.validate.generative_smoke import generative_forward
 
         try:
             output, structure, loss, problem = generative_forward(model, batch, in_shape, generator)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from nas_agent.generative.space import PARAMS, GenerativeSpace
+from nas_agent.space.generative import PARAMS, GenerativeSpace
 from nas_agent.search.mutate import MutateStrategy
 from nas_agent.search.strategy import Parent
 

@@ -1,6 +1,6 @@
-"""Child-process entry point of sampling: `python -m nas_agent.generative.sample_worker JOB.json EVENT_FD`.
+"""Child-process entry point of sampling: `python -m nas_agent.train.sample_worker JOB.json EVENT_FD`.
 
-Started by nas_agent.generative.sample inside the sandbox, never in the driver: it imports
+Started by nas_agent.train.sample inside the sandbox, never in the driver: it imports
 the candidate, loads its trained weights, calls `Net.sample(n)` and writes the images as raw
 uint8 bytes into its own folder (no pickle travels back to the driver). One `done` or
 `failed` event on the pipe says how it went.

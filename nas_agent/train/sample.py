@@ -1,7 +1,7 @@
 """Draw samples from a trained generative candidate, in the sandbox, and write them as an image grid.
 
 The driver never imports candidate code: `sample_images` starts the sandboxed child
-(nas_agent.generative.sample_worker), which loads the candidate and its checkpoint and writes
+(nas_agent.train.sample_worker), which loads the candidate and its checkpoint and writes
 raw uint8 bytes; the driver checks their size and shape and turns them into a PNG.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas_agent.generative.task import GENERATION_OUT_SHAPE
+from nas_agent.tasks.generation import GENERATION_OUT_SHAPE
 from nas_agent.train.job import CANDIDATE_FILE
 from nas_agent.train.sandbox import ChildLimits, run_child
 
@@ -49,7 +49,7 @@ def sample_images(source: str, checkpoint: str | Path, n: int, workdir: str | Pa
            "device": device, "threads": threads}
     limits = ChildLimits(seconds=seconds, memory_mb=memory_mb, threads=threads, file_mb=256, folder_mb=512,
                          seconds_key="limits.seconds", memory_key="limits.memory_mb")
-    result = run_child("nas_agent.generative.sample_worker",
+    result = run_child("nas_agent.train.sample_worker",
                        {CANDIDATE_FILE: source, "job.json": json.dumps(job)}, workdir, limits, device=device,
                        readable=[job["checkpoint"]])
     failure = result.failure()
