@@ -1,12 +1,15 @@
 """Read-side views of the catalog shared by the leaderboard, the report and the exports.
 
 Pure functions over what `Catalog`'s public methods return: which models a run touched,
-the best of a model's epochs, and the leaderboard narrowed by dataset and parameter count.
+the best of a model's epochs, the leaderboard narrowed by dataset and parameter count (with the
+reference network's rows kept), and a run's per-strategy figures.
 """
 
 from __future__ import annotations
 
-from nas_agent.catalog.records import lower_is_better
+import statistics
+
+from nas_agent.catalog.records import REFERENCE_ORIGIN, lower_is_better
 from nas_agent.catalog.store import Catalog, CatalogError
 
 # Event kinds that mean a run trained (or tried to train) the model, as opposed to rejecting a file.
@@ -59,3 +62,51 @@ def best_row(rows: list[dict]) -> dict | None:
     if not rows:
         return None
     return min(rows, key=lambda r: (r["accuracy"] if lower_is_better(r["metric"]) else -r["accuracy"], r["epoch"]))
+
+
+def with_reference_rows(rows: list[dict], board: list[dict]) -> list[dict]:
+    """`rows` (a filtered leaderboard) plus the reference rows of the whole `board` it left out.
+
+    The added rows keep their place by accuracy; their rank is None, since they are outside
+    the filter the ranks count.
+    """
+    shown = {row["name"] for row in rows}
+    extra = [{**row, "rank": None} for row in board if row["origin"] == REFERENCE_ORIGIN and row["name"] not in shown]
+    if not extra:
+        return rows
+    # Task by task, each in its metric's direction, as the leaderboard itself orders them.
+    return sorted(rows + extra, key=lambda row: (row.get("task") or "", row["accuracy"]
+                                                 if lower_is_better(row.get("metric")) else -row["accuracy"]))
+
+
+def strategy_summary(catalog: Catalog, run_id: str) -> list[dict]:
+    """A search run's per-strategy figures (does the LLM beat plain mutation?).
+
+    One row per strategy that proposed in the run, in order of first appearance.
+
+    Keys: strategy, proposals, valid, valid_share, duplicates, rejected, trained, failed,
+    stopped, best (accuracy), mean (accuracy over its trained candidates), best_name.
+    """
+    rows: dict[str, list[dict]] = {}
+    for proposal in catalog.proposals(run_id=run_id):
+        rows.setdefault(proposal["strategy"], []).append(proposal)
+    summary = []
+    for strategy, proposals in rows.items():
+        finished = [p for p in proposals if p["status"] in ("done", "stopped") and p["accuracy"] is not None]
+        # Bits/dim (generators) is best when lowest; accuracy when highest.
+        lower = any(lower_is_better((catalog.get_model(p["nn"]) or {}).get("metric")) for p in finished if p["nn"])
+        best = (min if lower else max)(finished, key=lambda p: p["accuracy"], default=None)
+        valid = sum(1 for p in proposals if p["ok"])
+        summary.append({
+            "strategy": strategy, "proposals": len(proposals), "valid": valid,
+            "valid_share": valid / len(proposals),
+            "duplicates": sum(1 for p in proposals if p["status"] == "duplicate"),
+            "rejected": sum(1 for p in proposals if p["status"] == "rejected"),
+            "trained": sum(1 for p in proposals if p["status"] == "done"),
+            "failed": sum(1 for p in proposals if p["status"] == "failed"),
+            "stopped": sum(1 for p in proposals if p["status"] == "stopped"),
+            "best": best["accuracy"] if best else None,
+            "best_name": best["nn"] if best else None,
+            "mean": statistics.fmean(p["accuracy"] for p in finished) if finished else None,
+        })
+    return summary

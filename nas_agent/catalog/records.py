@@ -80,3 +80,7 @@ def prm_uid(prm: dict) -> str:
     """The trial id of a hyperparameter set: md5 of its canonical JSON (sorted keys)."""
     canonical = json.dumps(prm, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.md5(canonical.encode()).hexdigest()
+
+
+# The origin of the reference network's rows: the baseline every leaderboard lists.
+REFERENCE_ORIGIN = "reference"

@@ -427,7 +427,7 @@ def search(
     from nas_agent.search.display import SearchDisplay
     from nas_agent.search.loop import Search
     from nas_agent.search.reference import reference_candidate
-    from nas_agent.search.summary import strategy_summary
+    from nas_agent.catalog.browse import strategy_summary
     from nas_agent.search.pretrain import check_datasets
 
     overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
@@ -581,7 +581,7 @@ def leaderboard(
 ) -> None:
     """Rank trained candidates by best test accuracy; the reference network's row is always listed."""
     from nas_agent.catalog.browse import filter_leaderboard, run_models
-    from nas_agent.search.reference import with_reference_rows
+    from nas_agent.catalog.browse import with_reference_rows
 
     try:
         with open_catalog(catalog_path(catalog)) as cat:

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from nas_agent.catalog import Catalog
-from nas_agent.catalog.browse import best_row, run_models
-from nas_agent.search.reference import with_reference_rows
-from nas_agent.search.summary import strategy_summary
+from nas_agent.catalog.browse import best_row, run_models, strategy_summary, with_reference_rows
 
 TOP_CURVES = 10
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas_agent.catalog import Catalog, prm_uid
-from nas_agent.catalog.records import lower_is_better
+from nas_agent.catalog.records import REFERENCE_ORIGIN
 from nas_agent.config import Config
 from nas_agent.search.trainer import CandidateFile, register
 from nas_agent.space.template import load_template, render_params
 from nas_agent.validate.normalize import code_hash
 
-ORIGIN = "reference"
+ORIGIN = REFERENCE_ORIGIN
 
 
 def reference_candidate(config: Config) -> CandidateFile | None:
@@ -38,18 +38,3 @@ def trained_with(catalog: Catalog, name: str, prm: dict, epochs: int) -> bool:
     """Whether the model finished all `epochs` of the trial with hyperparameters `prm`."""
     uid = prm_uid(prm)
     return any(row["prm"] == uid and row["epoch"] >= epochs for row in catalog.epochs(name))
-
-
-def with_reference_rows(rows: list[dict], board: list[dict]) -> list[dict]:
-    """`rows` (a filtered leaderboard) plus the reference rows of the whole `board` it left out.
-
-    The added rows keep their place by accuracy; their rank is None, since they are outside
-    the filter the ranks count.
-    """
-    shown = {row["name"] for row in rows}
-    extra = [{**row, "rank": None} for row in board if row["origin"] == ORIGIN and row["name"] not in shown]
-    if not extra:
-        return rows
-    # Task by task, each in its metric's direction, as the leaderboard itself orders them.
-    return sorted(rows + extra, key=lambda row: (row.get("task") or "", row["accuracy"]
-                                                 if lower_is_better(row.get("metric")) else -row["accuracy"]))
