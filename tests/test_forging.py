@@ -92,7 +92,7 @@ def test_no_candidate_forges_its_score_or_a_rivals_with_the_policy_off(tmp_path,
     assert found["rival"]["accuracies"] == pytest.approx(honest["accuracies"], abs=1e-9)
     assert found["rival"]["test_losses"] == pytest.approx(honest["test_losses"], abs=1e-9)
     # Broken messages fail their own job with a reason, and only that job.
-    for stem in ("garbage_on_the_pipe", "endless_line_on_the_pipe", "forged_events_on_every_fd"):
+    for stem in ("garbage_on_the_pipe", "endless_line_on_the_pipe", "forged_events_on_every_fd", "deeply_nested_json"):
         assert found[stem]["status"] == "failed" and "event protocol" in found[stem]["reason"], found[stem]
     assert honest["accuracies"][0] > 0.18  # the rival learnt something (chance: 0.10 +- 0.02): not a tie
     # Candidate text is quoted, marked and cut short; nothing from /etc/passwd reached the catalog.

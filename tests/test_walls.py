@@ -171,3 +171,11 @@ def test_a_child_cgroup_holds_memory_the_address_space_limit_does_not_see():
     finally:
         group.close()
     assert not any(folder.exists() for folder in group.folders)
+
+
+def test_messages_nested_too_deeply_are_a_protocol_error_not_a_crash():
+    """Regression: 60 KB of brackets (under the line limit) blew the driver's JSON parser stack in its reader thread."""
+    from nas_agent.train.events import ProtocolError, parse_line
+
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse_line(b'{"event": "epoch", "test_accuracy": ' + b"[" * 30000 + b"]" * 30000 + b"}")

@@ -106,6 +106,8 @@ def parse_line(line: bytes) -> dict:
         value = json.loads(line, parse_constant=lambda name: math.nan)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ProtocolError("a message that is not JSON") from None
+    except RecursionError:  # a few KiB of brackets is enough to exhaust the parser's stack
+        raise ProtocolError("a message nested too deeply to parse") from None
     if not isinstance(value, dict) or not isinstance(value.get("event"), str):
         raise ProtocolError("a message that is not an object with an event kind")
     return value

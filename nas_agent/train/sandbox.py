@@ -167,6 +167,8 @@ def _read_events(stream, sink: queue.Queue) -> None:
                     sink.put(parse_line(line))
     except ProtocolError as exc:
         sink.put(exc)
+    except Exception as exc:  # whatever else a message does to a parser ends that child, never this thread silently
+        sink.put(ProtocolError(f"an unreadable message ({type(exc).__name__})"))
     sink.put(None)  # end of stream: the child closed its pipe or exited
 
 

@@ -217,8 +217,8 @@ def count_parameters(path: Path) -> int:
     """Parameters named in the child's shapes file (an object of name -> list of dimensions)."""
     try:
         shapes = json.loads(read_untrusted(path, _MAX_SHAPES_BYTES))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ScoreError(f"{path.name} is not JSON") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ScoreError(f"{path.name} is not JSON (or nested too deeply to read)") from None
     if not isinstance(shapes, dict):
         raise ScoreError(f"{path.name} is not an object of shapes")
     total = 0
