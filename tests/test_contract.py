@@ -10,6 +10,7 @@ from nas_agent.validate import check_contract, code_hash
 
 CANDIDATES = Path(__file__).parent / "candidates"
 GOOD = (CANDIDATES / "nan_loss.py").read_text()
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 def test_templates_and_test_candidates_honour_the_contract():
@@ -56,3 +57,23 @@ def test_code_hash_ignores_comments_docstrings_and_formatting():
 
 def test_code_hash_sees_real_changes():
     assert code_hash(GOOD.replace("nn.Conv2d(in_shape[1], 8", "nn.Conv2d(in_shape[1], 16")) != code_hash(GOOD)
+
+
+@pytest.mark.parametrize("family", ["../x", "a/b", "my_model", "-lead", "Ｆractal", "", "x" * 81, "a b"])
+def test_a_family_that_could_not_name_a_folder_is_refused(family):
+    """FAMILY names the model and its job folders: only letters, digits and hyphens (not '../', '_', spaces)."""
+    source = (TEMPLATES / "fractalnet.py").read_text().replace('FAMILY = "FractalNet"', f"FAMILY = {family!r}")
+    verdict = check_contract(source)
+    assert verdict.stage == "contract" and "FAMILY" in verdict.reason, (family, verdict)
+
+
+def test_file_names_become_valid_families_and_job_folders_stay_inside_their_root(tmp_path):
+    from nas_agent.search.trainer import job_folder
+    from nas_agent.space.template import family_from_stem, is_valid_family
+
+    for stem, family in [("my_model", "my-model"), ("[red]odd", "red-odd"), ("___", "Net"), ("ResNet", "ResNet")]:
+        assert family_from_stem(stem) == family and is_valid_family(family)
+    assert job_folder(tmp_path, "img-classification_cifar-10_acc_Net-1a2b3c4d~00ff00ff").parent == tmp_path
+    for key in ("..", "a/../../b", "", "a\\b"):
+        with pytest.raises(ValueError):
+            job_folder(tmp_path, key)

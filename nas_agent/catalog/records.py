@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from nas_agent.space.template import is_valid_family
+
 TASK_CLASSIFICATION = "img-classification"
 
 MODEL_STATUSES = ("queued", "running", "done", "failed")
@@ -71,8 +73,9 @@ def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str
     for part in (task, dataset, metric):
         if not part or "_" in part:
             raise ValueError(f"task, dataset and metric must be non-empty and free of '_': {part!r}")
-    if not family or len(code_hash) < 8:
-        raise ValueError("family must be non-empty and code_hash at least 8 characters")
+    if not is_valid_family(family) or len(code_hash) < 8:
+        raise ValueError(f"family must be 1-80 letters, digits and hyphens (found {family[:40]!r}) "
+                         "and code_hash at least 8 characters")
     return f"{task}_{dataset}_{metric}_{family}-{code_hash[:8]}"
 
 

@@ -20,7 +20,7 @@ from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm
 from nas_agent.config import Config
 from nas_agent.errors import UserError
 from nas_agent.tasks.generation import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
-from nas_agent.space.template import TemplateError, read_family, read_params, read_task
+from nas_agent.space.template import TemplateError, family_from_stem, read_family, read_params, read_task
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validator, Verdict
 
@@ -100,7 +100,7 @@ def read_candidate(path: str | Path, validator: Validator, task: str | None = No
         params = read_params(source)
     except TemplateError:
         params = {}  # a hand-written file need not come from a template
-    return CandidateFile(path, source, result.code_hash, read_family(source, default=path.stem), params,
+    return CandidateFile(path, source, result.code_hash, read_family(source, default=family_from_stem(path.stem)), params,
                          struct_hash=result.struct_hash, n_params=result.n_params)
 
 
@@ -189,9 +189,20 @@ def run_dir_of(config: Config) -> Path:
     return Path(config.catalog).resolve().parent
 
 
+def job_folder(root: Path, key: str) -> Path:
+    """`root/key`, refusing a key that is not one plain folder name.
+
+    Keys are model names, and a name carries the candidate's FAMILY: the contract already
+    refuses any that is not letters, digits and hyphens; this is the second wall, at the join.
+    """
+    if not key or key in (".", "..") or any(c in key for c in "/\\\0"):
+        raise ValueError(f"not a job folder name: {key[:80]!r}")
+    return root / key
+
+
 def checkpoint_of(config: Config, key: str) -> Path:
     """The checkpoint of one training (a TrainRequest key), in a folder of its own: no other job can see it."""
-    return run_dir_of(config) / "checkpoints" / key / "checkpoint.pt"
+    return job_folder(run_dir_of(config) / "checkpoints", key) / "checkpoint.pt"
 
 
 def _fingerprint(model: dict, train: dict, config: Config) -> str:
@@ -269,7 +280,7 @@ class Trainer:
                 return
             inbox.put((request, {"event": "launch"}))
             try:  # stops[key] is set by should_stop, or for all jobs when the run is cancelled
-                outcome = self.executor.run(job, run_dir / "sandbox" / key,
+                outcome = self.executor.run(job, job_folder(run_dir / "sandbox", key),
                                             lambda event: inbox.put((request, event)), stops[key])
             except Exception as exc:  # the executor itself failed (disk full, fork failed, worker lost)
                 outcome = TrainOutcome(name=request.name, ok=False, reason=f"executor error: {exc}")

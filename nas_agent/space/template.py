@@ -90,6 +90,23 @@ def read_params(source: str) -> dict[str, Any]:
     return params
 
 
+# A family names the model (`<task>_<dataset>_<metric>_<family>-<hash>`) and with it the job and
+# checkpoint folders: letters, digits and hyphens only, so no FAMILY can walk out of a folder
+# ("../..") or break LEMUR's "_"-separated names.
+FAMILY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,79}")
+
+
+def is_valid_family(family: str) -> bool:
+    """Whether `family` may name models: 1-80 ASCII letters, digits and hyphens, not starting with a hyphen."""
+    return isinstance(family, str) and FAMILY_PATTERN.fullmatch(family) is not None
+
+
+def family_from_stem(stem: str) -> str:
+    """A valid family made from a file name (`my_model` -> `my-model`), for files that declare none."""
+    cleaned = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", stem)).strip("-")[:80]
+    return cleaned or "Net"
+
+
 def read_family(source: str | cst.Module, default: str = "Net") -> str:
     """The module-level FAMILY constant, or `default` when the file declares none."""
     return read_string_constant(source, "FAMILY", default)
@@ -232,7 +249,7 @@ def load_template(path: str | Path) -> Template:
         source = path.read_text()
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
-    return Template(path=path, source=source, family=read_family(source, path.stem),
+    return Template(path=path, source=source, family=read_family(source, family_from_stem(path.stem)),
                     defaults=read_params(source))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from nas_agent.space.template import is_valid_family, read_string_constant
 from nas_agent.validate.verdict import Verdict
 
 REQUIRED_METHODS = {
@@ -45,6 +46,10 @@ def check_contract(source: str | cst.Module) -> Verdict:
         except cst.ParserSyntaxError as exc:
             return Verdict.reject("parse", f"syntax error at line {exc.raw_line}, column {exc.raw_column}: {exc.message}")
 
+    family = read_string_constant(module, "FAMILY", "Net")
+    if not is_valid_family(family):
+        return Verdict.reject("contract", "FAMILY must be 1-80 letters, digits and hyphens (it names the model and "
+                                          f"its folders), found {ascii(family[:60])}")
     functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
     classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef)}
     if "supported_hyperparameters" not in functions:
