@@ -13,8 +13,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "nas_agent"
 
 # Units that hold the OS walls, data, task facts and plain values: they import nothing above them.
-FOUNDATION = {"tasks": set(), "sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
-              "config": {"errors"}, "errors": set(), "device": set(), "space": {"errors"}}
+FOUNDATION = {"candidate": set(), "tasks": set(), "sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
+              "config": {"errors"}, "errors": set(), "device": set(), "space": {"errors", "candidate"}}
 
 
 def _unit(path: Path) -> str:

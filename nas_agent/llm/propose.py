@@ -14,6 +14,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
 from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, code_blocks, extract
@@ -53,10 +54,10 @@ def splice(base: str, code: str) -> tuple[str | None, str]:
             return None, (f"the answer's regions ({', '.join(given)}) are not the template's "
                           f"({', '.join(known)})")
         return replace_regions(base, {label: _merge(known[label], text) for label, text in matching.items()}), ""
-    try:
-        statements = ast.parse(code).body
-    except SyntaxError as exc:
-        return None, f"the answer's code does not parse (line {exc.lineno}: {exc.msg})"
+    problem = syntax_problem(code)  # Python's parser and a nesting bound: an answer can be any text
+    if problem is not None:
+        return None, f"the answer's code does not parse ({problem})"
+    statements = ast.parse(code).body
     owners = {}
     for label, text in known.items():
         try:
@@ -81,7 +82,7 @@ def _merge(old: str, new: str) -> str:
     """
     try:
         old_body, new_body = ast.parse(old).body, ast.parse(new).body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return new  # let validation say what is wrong with it
     replacement = {}
     for statement in new_body:

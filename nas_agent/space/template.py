@@ -16,6 +16,7 @@ from typing import Any
 
 import libcst as cst
 
+from nas_agent.candidate import CandidateSyntaxError, parse_module
 from nas_agent.errors import UserError
 
 BEGIN_MARKER = "# --- nas-agent: template parameters (begin) ---"
@@ -255,6 +256,6 @@ def load_template(path: str | Path) -> Template:
 
 def _parse(source: str) -> cst.Module:
     try:
-        return cst.parse_module(source)
-    except cst.ParserSyntaxError as exc:
-        raise TemplateError(f"syntax error at line {exc.raw_line}: {exc.message}") from None
+        return parse_module(source)
+    except CandidateSyntaxError as exc:
+        raise TemplateError(str(exc)) from None

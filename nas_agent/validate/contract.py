@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from nas_agent.candidate import CandidateSyntaxError, parse_module
 from nas_agent.space.template import is_valid_family, read_string_constant
 from nas_agent.validate.verdict import Verdict
 
@@ -42,9 +43,9 @@ def check_contract(source: str | cst.Module) -> Verdict:
         module = source
     else:
         try:
-            module = cst.parse_module(source)
-        except cst.ParserSyntaxError as exc:
-            return Verdict.reject("parse", f"syntax error at line {exc.raw_line}, column {exc.raw_column}: {exc.message}")
+            module = parse_module(source)
+        except CandidateSyntaxError as exc:
+            return Verdict.reject("parse", str(exc))
 
     family = read_string_constant(module, "FAMILY", "Net")
     if not is_valid_family(family):

@@ -14,8 +14,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import libcst as cst
-
+from nas_agent.candidate import CandidateSyntaxError, parse_module
 from nas_agent.tasks.generation import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family, read_task
 from nas_agent.validate.contract import check_contract
@@ -86,10 +85,9 @@ class Validator:
             if not verdict.ok:
                 return Validation(label, verdict)
         try:
-            module = cst.parse_module(source)
-        except cst.ParserSyntaxError as exc:
-            return Validation(label, Verdict.reject(
-                "parse", f"syntax error at line {exc.raw_line}, column {exc.raw_column}: {exc.message}"))
+            module = parse_module(source)
+        except CandidateSyntaxError as exc:
+            return Validation(label, Verdict.reject("parse", str(exc)))
         # The policy comes first: code that fails it never reaches a process that runs it.
         checks = ([lambda m: check_policy(m, self.policy, text=source)] if self.policy_enabled else []) \
             + [check_contract]

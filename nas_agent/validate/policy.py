@@ -23,6 +23,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import PositionProvider
 
+from nas_agent.candidate import CandidateSyntaxError, parse_module
 from nas_agent.validate.verdict import Verdict
 
 DEFAULT_ALLOWED_IMPORTS = (
@@ -393,9 +394,9 @@ def check_policy(source: str | cst.Module, config: PolicyConfig | None = None, *
         if not verdict.ok:
             return verdict
         try:
-            module = cst.parse_module(source)
-        except cst.ParserSyntaxError as exc:
-            return Verdict.reject("parse", f"syntax error at line {exc.raw_line}: {exc.message}")
+            module = parse_module(source)
+        except CandidateSyntaxError as exc:
+            return Verdict.reject("parse", str(exc))
     else:
         module = source
     code = source if isinstance(source, str) else (text or module.code)
