@@ -106,6 +106,9 @@ def _header(model: dict, epochs: list[dict], recipe: dict, prm: dict, lineage: l
         "PATH_TO_CIFAR10: a .tar.gz or folder of train/<class>/*.jpg and test/<class>/*.jpg, or a torchvision root.",
         "With the recipe's subset sizes, seed and device it trains on the same images in the same order.",
     ]
+    # Every line stays a comment: a line break inside catalog text (an LLM's summary of its change)
+    # would otherwise turn the rest of that line into code of the exported file.
+    lines = [" ".join(line.splitlines()) for line in lines]
     return "".join(f"# {line}\n" if line else "#\n" for line in lines) + "\n"
 
 
