@@ -7,16 +7,14 @@ import json
 from dataclasses import dataclass
 
 from nas_agent.space.template import is_valid_family
+from nas_agent.tasks import TASK_CLASSIFICATION, TASKS, lower_is_better
 
-TASK_CLASSIFICATION = "img-classification"
+# Metrics (stat.metric) where a lower value is better (the SQL ranking needs them as a list).
+LOWER_IS_BETTER_METRICS = tuple(task.metric for task in TASKS.values() if task.lower_is_better)
 
 MODEL_STATUSES = ("queued", "running", "done", "failed")
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "resumed")
-
-
-# Metrics (stat.metric) where a lower value is better; every other metric is ranked highest first.
-LOWER_IS_BETTER_METRICS = ("bpd",)
 
 
 @dataclass
@@ -60,11 +58,6 @@ class EpochRecord:
     occupied_ram_kb: float | None = None
     # The trial id; None derives it from prm. An import keeps the uid its source gave the trial.
     uid: str | None = None
-
-
-def lower_is_better(metric: str | None) -> bool:
-    """Whether a smaller value of this metric is the better one (bits/dim), unlike accuracy."""
-    return metric in LOWER_IS_BETTER_METRICS
 
 
 def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:

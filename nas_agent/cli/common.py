@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from nas_agent.config import Config, ConfigError, load_config
 from nas_agent.errors import UserError
-from nas_agent.tasks.generation import TASK_GENERATION, is_generative
+from nas_agent.tasks import TASKS as TASK_REGISTRY
 
 if TYPE_CHECKING:
     from nas_agent.catalog import Catalog
@@ -31,7 +31,7 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-TASKS = ("img-classification", TASK_GENERATION)
+TASKS = tuple(TASK_REGISTRY)
 
 
 def config_of(config: Optional[Path], **overrides) -> Config:
@@ -39,8 +39,8 @@ def config_of(config: Optional[Path], **overrides) -> Config:
     task = overrides.get("task")
     if task is not None and task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose {' or '.join(TASKS)}")
-    if config is None and task is not None and is_generative(task):
-        config = Path("generative")  # the generators' own recipe and search: conf/generative.toml
+    if config is None and task is not None and TASK_REGISTRY[task].config:
+        config = Path(TASK_REGISTRY[task].config)  # the task's own recipe and search, e.g. conf/generative.toml
     cfg = load_config(config)
     mapping = {"task": "task", "epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
                "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",

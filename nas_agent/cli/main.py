@@ -19,7 +19,7 @@ from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, SmokeOpt, 
                                   config_of, console, err, fail, open_catalog, progress_bars, resolve_name)
 from nas_agent.cli.fractals import fractals_app, pretrain
 from nas_agent.config import Config, load_config
-from nas_agent.tasks.generation import TASK_GENERATION, is_generative
+from nas_agent.tasks import TASK_GENERATION, is_generative
 
 if TYPE_CHECKING:
     from nas_agent.validate import Validation

@@ -18,6 +18,7 @@ from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
 from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, code_blocks, extract
+from nas_agent.tasks import task_of
 from nas_agent.space.template import TemplateError, editable_regions, replace_regions
 from nas_agent.validate.pipeline import Validation, Validator
 from nas_agent.validate.verdict import Verdict
@@ -145,9 +146,8 @@ class Proposer:
 
     def edit_prompt(self, base: str, parent: str) -> str:
         """The edit prompt for `base` (source), whose catalog name or template label is `parent`."""
-        # Generators are scored in bits/dim (lower is better) and edited through their own prompt.
-        prompt = "edit_generative" if self.task == "img-generation" else "edit"
-        return load_prompt(prompt).substitute(
+        # Each task edits through its own prompt (generators are scored in bits/dim, lower is better).
+        return load_prompt(task_of(self.task).prompt).substitute(
             code=base.rstrip("\n"), epochs=self.epochs, max_params=f"{self.max_params:,}",
             parent=self._parent_section(parent), examples=self._examples_section(parent),
             rejections=self._rejections_section(parent))

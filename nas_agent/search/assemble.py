@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nas_agent.catalog import Catalog
 from nas_agent.config import Config, ConfigError
-from nas_agent.tasks.generation import is_generative
+from nas_agent.tasks import is_generative
 from nas_agent.search.strategy import Strategy
 from nas_agent.space.fractal import FractalSpace
 from nas_agent.space.template import Template

@@ -19,24 +19,18 @@ from typing import Callable, Iterable
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.errors import UserError
-from nas_agent.tasks.generation import BPD_METRIC, BPD_METRIC_CODE, GENERATION_OUT_SHAPE, is_generative
+from nas_agent.tasks import CLASSIFICATION, is_generative, task_of
 from nas_agent.space.template import TemplateError, family_from_stem, read_family, read_params, read_task
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validator, Verdict
 
-METRIC = "acc"
-METRIC_CODE = '''import torch
-
-
-def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of samples whose arg-max class is the label."""
-    return (outputs.argmax(1) == labels).float().mean().item()
-'''
+METRIC, METRIC_CODE = CLASSIFICATION.metric, CLASSIFICATION.metric_code   # what pre-training variants record
 
 
 def metric_of(task: str) -> tuple[str, str]:
     """The LEMUR metric name and code a task's candidates are scored by: acc, or bpd for generators."""
-    return (BPD_METRIC, BPD_METRIC_CODE) if is_generative(task) else (METRIC, METRIC_CODE)
+    found = task_of(task)
+    return found.metric, found.metric_code
 
 
 class CandidateError(UserError, ValueError):
@@ -254,7 +248,7 @@ class Trainer:
             checkpoint=str(checkpoint_of(self.config, request.key)), resume_epoch=recorded,
             fingerprint=_fingerprint(model, train, self.config),
             seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads,
-            task=self.config.task, out_shape=GENERATION_OUT_SHAPE if is_generative(self.config.task) else (10,))
+            task=self.config.task, out_shape=task_of(self.config.task).out_shape or (10,))
 
     def _record_epoch(self, request: TrainRequest, event: dict, gpu: str | None) -> None:
         self.catalog.record_epoch(EpochRecord(

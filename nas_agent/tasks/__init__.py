@@ -1,13 +1,20 @@
 """Task families: what each task is scored by, and the facts every stage shares about it.
 
-The lowest layer above the plain values: it imports nothing of train, validate or search, which
-each keep their own part of a family (the generative trainer in `train.generative`, its smoke
-forward in `validate.generative_smoke`, its mutations in `search.generative_mutate`).
-Fractal generative models (templates/fractal_gen.py) follow the same LEMUR contract as the
-classifiers, with `forward(x)` returning each uint8 image's negative log-likelihood in nats;
-they are scored in bits per dimension (metric `bpd`, lower is better).
+One `Task` value per family, looked up by name (`task_of`): its LEMUR metric and that metric's
+direction, the output shape its candidates must have, the prompt the LLM edits them with, the
+configuration `--task` loads, and whether it is generative (its forward returns each image's
+negative log-likelihood and it sees its test images). Stages decide with these facts instead
+of comparing task names. This is the lowest layer above plain values: it imports nothing of
+train, validate or search, which keep their own part of a family (the generative trainer in
+`train.generative`, its smoke forward in `validate.generative_smoke`, its mutations in
+`search.generative_mutate`).
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas_agent.tasks.classification import ACC_METRIC, ACC_METRIC_CODE, TASK_CLASSIFICATION
 from nas_agent.tasks.generation import (
     BPD_METRIC,
     BPD_METRIC_CODE,
@@ -17,5 +24,41 @@ from nas_agent.tasks.generation import (
     is_generative,
 )
 
-__all__ = ["BPD_METRIC", "BPD_METRIC_CODE", "GENERATION_OUT_SHAPE", "TASK_GENERATION", "bits_per_dim",
-           "is_generative"]
+
+@dataclass(frozen=True)
+class Task:
+    """One task family: what its candidates output and what they are scored by."""
+
+    name: str                              # LEMUR's task name, the first part of a model name
+    metric: str                            # LEMUR's metric name
+    metric_code: str                       # the metric's code, kept in LEMUR's metric table
+    lower_is_better: bool                  # bits/dim: lower; accuracy: higher
+    out_shape: tuple[int, ...] | None      # fixed out_shape, or None: one logit per class of the dataset
+    prompt: str                            # prompts/<prompt>.txt, the LLM's edit prompt
+    config: str | None                     # conf/<config>.toml that `--task` loads when no --config is given
+    generative: bool                       # forward returns per-image NLL; scored from per-value logits
+
+
+CLASSIFICATION = Task(TASK_CLASSIFICATION, ACC_METRIC, ACC_METRIC_CODE, lower_is_better=False, out_shape=None,
+                      prompt="edit", config=None, generative=False)
+GENERATION = Task(TASK_GENERATION, BPD_METRIC, BPD_METRIC_CODE, lower_is_better=True,
+                  out_shape=GENERATION_OUT_SHAPE, prompt="edit_generative", config="generative", generative=True)
+TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, GENERATION)}
+
+
+def task_of(name: str) -> Task:
+    """The task called `name`; ValueError naming the known ones otherwise."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {name!r}; choose {' or '.join(TASKS)}") from None
+
+
+def lower_is_better(metric: str | None) -> bool:
+    """Whether a smaller value of `metric` is the better one (bits/dim), unlike accuracy."""
+    return any(task.metric == metric and task.lower_is_better for task in TASKS.values())
+
+
+__all__ = ["ACC_METRIC", "ACC_METRIC_CODE", "BPD_METRIC", "BPD_METRIC_CODE", "CLASSIFICATION", "GENERATION",
+           "GENERATION_OUT_SHAPE", "TASKS", "TASK_CLASSIFICATION", "TASK_GENERATION", "Task", "bits_per_dim",
+           "is_generative", "lower_is_better", "task_of"]

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas_agent.config import TrainConfig
-from nas_agent.tasks.generation import bits_per_dim
+from nas_agent.tasks import bits_per_dim
 from nas_agent.train.loop import EpochMetrics, autocast_for, make_optimizer, make_scheduler, optimizer_step, run_epochs
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas_agent.tasks.generation import GENERATION_OUT_SHAPE
+from nas_agent.tasks import GENERATION_OUT_SHAPE
 from nas_agent.train.job import CANDIDATE_FILE
 from nas_agent.train.sandbox import ChildLimits, run_child
 

@@ -31,6 +31,7 @@ import numpy as np
 from nas_agent.sandbox import seccomp, walls
 from nas_agent.sandbox.cgroups import ChildGroup
 from nas_agent.sandbox.jail import PACKAGE_ROOT, JailSpec, exit_status, jail_argv
+from nas_agent.tasks import is_generative
 from nas_agent.train.events import (MAX_EVENTS, MAX_LINE_BYTES, MAX_TOTAL_BYTES, TRAIN_EVENTS, ProtocolError, check,
                                     parse_line, quote_untrusted)
 from nas_agent.train.job import CANDIDATE_FILE, TrainJob, TrainOutcome
@@ -607,7 +608,7 @@ def run_job(job: TrainJob, workdir: str | Path, on_event: Callable[[dict], None]
     workdir = Path(workdir)
     seed = int(job.train.get("seed", 0))
     view = write_child_view(job.dataset_cache, job.train_subset, job.test_subset, seed, workdir.parent / ".views")
-    if job.task == "img-generation":  # fresh probes per job: where a generator's logits are checked
+    if is_generative(job.task):  # fresh probes per job: where a generator's logits are checked
         job = replace(job, probes=Probes.pick(view.test_images, seed=int.from_bytes(os.urandom(4), "little")).to_dict())
     child_job = replace(job, dataset_cache=str(view.path.resolve()), train_subset=0, test_subset=0)
     scorer = _EpochScorer(job, workdir, view, on_event)

@@ -126,6 +126,7 @@ def main(job_path: str, event_fd: int) -> int:
     workdir = Path(job_path).parent
     try:
         from nas_agent.sandbox import landlock
+        from nas_agent.tasks import task_of
         from nas_agent.train.job import CANDIDATE_FILE, TrainJob
         from nas_agent.train.score import LOGITS_FILE, LOGPROB_FILE, PARAMETERS_FILE, PROBE_FILE, Probes
 
@@ -179,7 +180,7 @@ def main(job_path: str, event_fd: int) -> int:
 
         kwargs = {"checkpoint": Path(job.checkpoint) if job.checkpoint else None, "fingerprint": job.fingerprint,
                   "resume_epoch": job.resume_epoch, "on_epoch": on_epoch}
-        if job.task == "img-generation":  # forward returns each image's NLL: its own loop and metric
+        if task_of(job.task).generative:  # forward returns each image's NLL: its own loop and metric
             from nas_agent.train.generative import train_generative
 
             if not callable(getattr(model, "value_logits", None)):

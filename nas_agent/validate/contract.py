@@ -6,6 +6,7 @@ import libcst as cst
 
 from nas_agent.candidate import CandidateSyntaxError, parse_module
 from nas_agent.space.template import is_valid_family, read_string_constant
+from nas_agent.tasks import is_generative
 from nas_agent.validate.verdict import Verdict
 
 REQUIRED_METHODS = {
@@ -64,7 +65,7 @@ def check_contract(source: str | cst.Module) -> Verdict:
     if not bases & MODULE_BASES:
         return Verdict.reject("contract", f"class Net must subclass nn.Module (found bases: {', '.join(sorted(bases)) or 'none'})")
     methods = {s.name.value: s for s in net.body.body if isinstance(s, cst.FunctionDef)}
-    required = {**REQUIRED_METHODS, **(GENERATOR_METHODS if _declared_task(module) == "img-generation" else {})}
+    required = {**REQUIRED_METHODS, **(GENERATOR_METHODS if is_generative(_declared_task(module)) else {})}
     for name, expected in required.items():
         method = methods.get(name)
         if method is None:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas_agent.tasks.generation import TASK_GENERATION
+from nas_agent.tasks import is_generative
 from nas_agent.train.events import SMOKE_EVENTS, ProtocolError, check, quote_untrusted
 from nas_agent.train.job import CANDIDATE_FILE
 from nas_agent.train.score import OUTPUT_FILE, PARAMETERS_FILE, ScoreError, count_parameters, read_float32
@@ -83,11 +83,11 @@ def _verdict_inputs(result, workdir: Path, limits: SmokeLimits, in_shape, out_sh
     try:
         done = check(next(e for e in result.events if e.get("event") == "done"), SMOKE_EVENTS)
         n_params = count_parameters(workdir / PARAMETERS_FILE)
-        expected = (limits.batch,) if task == TASK_GENERATION else (limits.batch, *out_shape)
+        expected = (limits.batch,) if is_generative(task) else (limits.batch, *out_shape)
         output = read_float32(workdir / OUTPUT_FILE, expected)
     except (ProtocolError, ScoreError) as exc:
         raise SmokeRejection(f"the child's report does not hold: {exc}") from None
-    if task == TASK_GENERATION and (output < -1e-3).any():
+    if is_generative(task) and (output < -1e-3).any():
         raise SmokeRejection(f"forward returned a negative NLL ({float(output.min()):.4g}): the model's "
                              f"probabilities do not sum to one over the 256 values")
     if n_params > limits.max_params:

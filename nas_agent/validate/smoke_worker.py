@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from nas_agent.tasks import is_generative
 from nas_agent.train.worker import describe, emit, load_candidate, lock_down, parameter_saver, write_atomically
 
 
@@ -51,7 +52,7 @@ def _check(job: dict, workdir: Path, started: float) -> dict:
     generator = torch.Generator().manual_seed(0)
     batch = job["batch"]
     model.train()
-    if job.get("task") == "img-generation":  # uint8 images in, one NLL per image out
+    if is_generative(job.get("task")):  # uint8 images in, one NLL per image out
         from nas_agent.validate.generative_smoke import generative_forward
 
         try:
