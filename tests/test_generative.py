@@ -263,3 +263,24 @@ def test_mutations_stay_valid_generators_and_touch_every_kind_of_parameter():
         assert len({len(params[k]) for k in ("LEVEL_SEQ", "LEVEL_WIDTH", "LEVEL_DEPTH", "LEVEL_ORDER")}) == 1
         kinds.add(proposal.change.split(" ")[0].split("[")[0])
     assert kinds == {"LEVEL_SEQ", "LEVEL_WIDTH", "LEVEL_DEPTH", "LEVEL_ORDER"}
+
+
+def test_sampled_images_are_read_only_from_a_regular_file_of_the_right_size(tmp_path):
+    """Regression: the driver read samples.u8 with np.fromfile, so a FIFO hung it and a link was followed."""
+    import os
+
+    from nas_agent.train.sample import SampleError, read_samples
+
+    shape = (2, 3, 4, 4)
+    good = tmp_path / "good.u8"
+    good.write_bytes(bytes(range(96)))
+    assert read_samples(good, shape).shape == shape and read_samples(good, shape)[1, 2, 3, 3] == 95
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s" * 96)
+    (tmp_path / "link.u8").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.u8")
+    (tmp_path / "short.u8").write_bytes(b"x" * 95)
+    for name, words in (("link.u8", "cannot open"), ("fifo.u8", "not a regular file"), ("short.u8", "95 bytes"),
+                        ("missing.u8", "cannot open")):
+        with pytest.raises(SampleError, match=words):
+            read_samples(tmp_path / name, shape)

@@ -16,7 +16,9 @@ import numpy as np
 
 from nas_agent.tasks import GENERATION_OUT_SHAPE
 from nas_agent.train.job import CANDIDATE_FILE
+from nas_agent.train.sample_worker import SAMPLES_FILE
 from nas_agent.train.sandbox import ChildLimits, run_child
+from nas_agent.train.score import ScoreError, read_untrusted
 
 
 class SampleError(RuntimeError):
@@ -56,12 +58,22 @@ def sample_images(source: str, checkpoint: str | Path, n: int, workdir: str | Pa
     if failure is not None:
         raise SampleError(f"sampling failed: {failure}")
     done = next(e for e in result.events if e.get("event") == "done")
-    shape = (n, *in_shape[1:])
-    # The child reports its shape, but only the byte count of the file it wrote is trusted.
-    data = np.fromfile(workdir / "samples.u8", dtype=np.uint8)
-    if data.size != math.prod(shape):
-        raise SampleError(f"sampling wrote {data.size} bytes, expected {math.prod(shape)} for images {shape}")
-    return Samples(data.reshape(shape), float(done.get("seconds", result.seconds)))
+    return Samples(read_samples(workdir / SAMPLES_FILE, (n, *in_shape[1:])), float(done.get("seconds", result.seconds)))
+
+
+def read_samples(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The uint8 images of `shape` the child wrote; SampleError for a link, a FIFO, a device or a wrong size.
+
+    The child reports its shape, but only the bytes of a regular file of exactly that size are taken.
+    """
+    expected = math.prod(shape)
+    try:
+        data = read_untrusted(path, expected)
+    except ScoreError as exc:
+        raise SampleError(f"sampling left no readable images: {exc}") from None
+    if len(data) != expected:
+        raise SampleError(f"sampling wrote {len(data)} bytes, expected {expected} for images {shape}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def write_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
