@@ -156,3 +156,11 @@ def test_modules_outside_the_allow_list_are_refused_loaded_or_not(chain):
                                    "nn.utils.parametrize.register_parametrization", "torch.cuda.amp.autocast"])
 def test_the_modules_model_code_needs_are_allowed(chain):
     assert check_policy(f"import torch\nimport torch.nn as nn\nx = {chain}\n").ok, chain
+
+
+@pytest.mark.parametrize("chain", ["torch.compile", "torch.jit.script", "torch.onnx.export", "torch.export.export"])
+def test_compilers_and_exporters_are_refused(chain):
+    """They spawn compilers or load native code (the jail refuses both at run time; the policy says so first)."""
+    verdict = check_policy(f"import torch\nx = {chain}\n")
+    assert not verdict.ok and "not allowed" in verdict.reason, (chain, verdict)
+    assert check_policy("import torch\nx = torch.compiled_with_cxx11_abi\n").ok  # a prefix is not a match

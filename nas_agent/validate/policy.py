@@ -44,7 +44,7 @@ DEFAULT_FORBIDDEN_QUALIFIED = (
     "torch.utils.cpp_extension", "torch.utils.data", "torch.multiprocessing", "torch.distributed",
     "torch.classes.load_library", "torch.backends.cudnn.benchmark", "torch.cuda.set_per_process_memory_fraction",
     "torch.set_num_threads", "torch.set_num_interop_threads", "torch.from_file", "torch.storage",
-    "torch.package", "torch.serialization", "torch.compiler", "torch.profiler", "torch.autograd.profiler",
+    "torch.package", "torch.serialization", "torch.compiler", "torch.compile", "torch.profiler", "torch.autograd.profiler",
     "torch.jit", "torch.onnx", "torch.export", "torch.UntypedStorage", "torch.TypedStorage",
     # Kernels and dispatch rewritten under every caller: torch.library.impl("aten::eq"), overrides, modes.
     "torch.library", "torch.overrides", "torch.utils._python_dispatch",
