@@ -18,8 +18,8 @@ from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
 from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, code_blocks, extract
-from nas_agent.tasks import task_of
 from nas_agent.space.template import TemplateError, editable_regions, replace_regions
+from nas_agent.tasks import task_of
 from nas_agent.validate.pipeline import Validation, Validator
 from nas_agent.validate.verdict import Verdict
 

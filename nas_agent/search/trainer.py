@@ -19,8 +19,8 @@ from typing import Callable, Iterable
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.errors import UserError
-from nas_agent.tasks import CLASSIFICATION, is_generative, task_of
 from nas_agent.space.template import TemplateError, family_from_stem, read_family, read_params, read_task
+from nas_agent.tasks import CLASSIFICATION, is_generative, task_of
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validator, Verdict
 
@@ -94,7 +94,8 @@ def read_candidate(path: str | Path, validator: Validator, task: str | None = No
         params = read_params(source)
     except TemplateError:
         params = {}  # a hand-written file need not come from a template
-    return CandidateFile(path, source, result.code_hash, read_family(source, default=family_from_stem(path.stem)), params,
+    family = read_family(source, default=family_from_stem(path.stem))
+    return CandidateFile(path, source, result.code_hash, family, params,
                          struct_hash=result.struct_hash, n_params=result.n_params)
 
 

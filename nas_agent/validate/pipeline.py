@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nas_agent.candidate import CandidateSyntaxError, parse_module
-from nas_agent.tasks import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family, read_task
+from nas_agent.tasks import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.validate.contract import check_contract
 from nas_agent.validate.normalize import code_hash
 from nas_agent.validate.policy import PolicyConfig, check_policy, check_size
