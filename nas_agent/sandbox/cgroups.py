@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ _ROOT = Path("/sys/fs/cgroup")
 _ids = itertools.count()
 
 
-def _own_groups() -> dict[str, Path]:
+def own_groups() -> dict[str, Path]:
     """The folders of this process's own groups: {"unified": ...} on v2, {"memory": ..., "pids": ...} on v1."""
     found: dict[str, Path] = {}
     try:
@@ -51,7 +52,7 @@ class ChildGroup:
     @classmethod
     def create(cls, memory_mb: int, max_tasks: int) -> "ChildGroup | None":
         """Groups limited to `memory_mb` and `max_tasks`, or None where this host does not let us make them."""
-        own = _own_groups()
+        own = own_groups()
         name = f"nas-agent-{os.getpid()}-{next(_ids)}"
         made: list[Path] = []
         try:
@@ -109,5 +110,4 @@ class ChildGroup:
                 except FileNotFoundError:
                     break
                 except OSError:  # the last task is still being reaped
-                    import time
                     time.sleep(0.02)

@@ -91,9 +91,9 @@ def _probe_landlock() -> Wall:
 
 def _probe_cgroups() -> Wall:
     """Whether a child's control group can really be made here (made and removed at once)."""
-    from nas_agent.sandbox.cgroups import ChildGroup, _own_groups
+    from nas_agent.sandbox.cgroups import ChildGroup, own_groups
 
-    own = _own_groups()
+    own = own_groups()
     version = "v2" if "unified" in own else "v1" if own else "no cgroup fs"
     group = ChildGroup.create(64, 8)
     if group is None:

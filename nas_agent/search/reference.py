@@ -11,7 +11,6 @@ from nas_agent.search.trainer import CandidateFile, register
 from nas_agent.space.template import load_template, render_params
 from nas_agent.validate.normalize import code_hash
 
-ORIGIN = REFERENCE_ORIGIN
 
 
 def reference_candidate(config: Config) -> CandidateFile | None:
@@ -31,7 +30,7 @@ def reference_candidate(config: Config) -> CandidateFile | None:
 def register_reference(catalog: Catalog, config: Config, run_id: str | None = None) -> str | None:
     """Catalogue the reference network (once: its name follows from its code) and return its name."""
     candidate = reference_candidate(config)
-    return None if candidate is None else register(catalog, candidate, config, origin=ORIGIN, run_id=run_id)
+    return None if candidate is None else register(catalog, candidate, config, origin=REFERENCE_ORIGIN, run_id=run_id)
 
 
 def trained_with(catalog: Catalog, name: str, prm: dict, epochs: int) -> bool:

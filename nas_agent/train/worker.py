@@ -89,7 +89,6 @@ def parameter_saver():
 
     def save(model, path: Path) -> None:
         with plain():
-            shapes: dict[str, list[int]] = {}
             try:
                 shapes = {str(name): [int(d) for d in size(p)] for name, p in named_parameters(model)}
             except Exception:  # a module tree that cannot be walked: the live tensors below still count

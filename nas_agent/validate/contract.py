@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from nas_agent.candidate import CandidateSyntaxError, parse_module
-from nas_agent.space.template import is_valid_family, read_string_constant
+from nas_agent.space.template import is_valid_family, read_family, read_task
 from nas_agent.tasks import is_generative
 from nas_agent.validate.verdict import Verdict
 
@@ -18,17 +18,6 @@ REQUIRED_METHODS = {
 MODULE_BASES = {"nn.Module", "torch.nn.Module", "Module"}
 # A generator (TASK = "img-generation") is scored from its per-value logits (nas_agent.train.score).
 GENERATOR_METHODS = {"value_logits": ("self", "x")}
-
-
-def _declared_task(module: cst.Module) -> str | None:
-    """The string a module-level `TASK = "..."` assigns, if any."""
-    for statement in module.body:
-        for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else ():
-            if (isinstance(small, cst.Assign) and len(small.targets) == 1
-                    and isinstance(small.targets[0].target, cst.Name) and small.targets[0].target.value == "TASK"
-                    and isinstance(small.value, cst.SimpleString)):
-                return small.value.evaluated_value
-    return None
 
 
 def _params(func: cst.FunctionDef) -> tuple[str, ...]:
@@ -48,7 +37,7 @@ def check_contract(source: str | cst.Module) -> Verdict:
         except CandidateSyntaxError as exc:
             return Verdict.reject("parse", str(exc))
 
-    family = read_string_constant(module, "FAMILY", "Net")
+    family = read_family(module)
     if not is_valid_family(family):
         return Verdict.reject("contract", "FAMILY must be 1-80 letters, digits and hyphens (it names the model and "
                                           f"its folders), found {ascii(family[:60])}")
@@ -65,7 +54,7 @@ def check_contract(source: str | cst.Module) -> Verdict:
     if not bases & MODULE_BASES:
         return Verdict.reject("contract", f"class Net must subclass nn.Module (found bases: {', '.join(sorted(bases)) or 'none'})")
     methods = {s.name.value: s for s in net.body.body if isinstance(s, cst.FunctionDef)}
-    required = {**REQUIRED_METHODS, **(GENERATOR_METHODS if is_generative(_declared_task(module)) else {})}
+    required = {**REQUIRED_METHODS, **(GENERATOR_METHODS if is_generative(read_task(module, default="")) else {})}
     for name, expected in required.items():
         method = methods.get(name)
         if method is None:
