@@ -20,7 +20,7 @@ from nas_agent.config import load_config
 from nas_agent.search.reference import reference_candidate
 from nas_agent.search.trainer import METRIC, METRIC_CODE, transform_of, trial_prm
 from nas_agent.space import FractalSpace, load_template
-from nas_agent.validate.normalize import code_hash
+from nas_agent.candidate import code_hash
 
 TASK, DATASET = "img-classification", "cifar-10"
 STRATEGIES = ("mutate", "optuna", "llm")
@@ -134,20 +134,20 @@ def build_catalog(path: Path, *, models: int = 14, epochs: int = 3, seed: int = 
                     name = add(source, template.family, parent, strategy, run_id)
                     names.append(name)
                     change = f"N_COLUMNS {variants[index]['N_COLUMNS']}, ACTIVATION {variants[index]['ACTIVATION']}"
-                    call_id = None
                     if strategy == "llm":
                         call_id = cat.add_llm_call(
                             run_id=run_id, purpose="edit", parent=parent, backend="transformers", model="smollm2",
                             sampling={"temperature": 0.6}, prompt="...", completion="```python ...```",
                             reasoning_chars=rng.randrange(0, 400), tokens_in=900 + rng.randrange(200),
                             tokens_out=300 + rng.randrange(80), latency_s=round(rng.uniform(4, 9), 2),
-                            finish_reason="stop", ok=True, stage="ok", reason="", code_hash=code_hash(source))
-                        cat.link_llm_call(call_id, name)
+                            finish_reason="stop")
+                        # As the search loop records it: the call first, then the verdict on its code.
+                        cat.judge_llm_call(call_id, ok=True, stage=None, reason="", code_hash=code_hash(source), nn=name)
                         built.llm_calls += 1
                         built.llm_valid += 1
                     pid = cat.add_proposal(run_id=run_id, round=round_, strategy=strategy, parent=parent,
                                            change=change, nn=name, code_hash=code_hash(source), ok=True,
-                                           status="queued", trial=call_id)
+                                           status="queued")
                     built.proposals_by_strategy[strategy] = built.proposals_by_strategy.get(strategy, 0) + 1
                     if index == 3:  # one candidate fails in training
                         cat.set_status(name, "running", run_id=run_id)

@@ -245,14 +245,15 @@ def test_leaderboard_ranks_bits_per_dim_lowest_first_and_accuracy_highest_first(
 
 
 def test_mutations_stay_valid_generators_and_touch_every_kind_of_parameter():
-    from nas_agent.search.generative_mutate import GenerativeMutateStrategy
+    from nas_agent.search.mutate import MutateStrategy
     from nas_agent.search.strategy import RoundContext, template_parent
+    from nas_agent.space.generative import GenerativeSpace
     from nas_agent.space.template import load_templates, read_params
     from nas_agent.validate.pipeline import Validator
 
     template = load_template("fractal_gen.py")
     context = RoundContext(1, "run", None, None, template, [template_parent(template)], random.Random(0))
-    proposals = GenerativeMutateStrategy().propose(context, 12)
+    proposals = MutateStrategy(GenerativeSpace()).propose(context, 12)
     assert len(proposals) == 12 and len({p.source for p in proposals}) == 12
     validator = Validator(templates=load_templates())
     kinds = set()

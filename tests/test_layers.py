@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "nas_agent"
 
 # Units that hold the OS walls, data, task facts and plain values: they import nothing above them.
-FOUNDATION = {"candidate": set(), "tasks": set(), "sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
+FOUNDATION = {"candidate": {"errors"}, "tasks": {"space"}, "sandbox": {"errors"}, "fractals": {"errors", "device", "config", "data"}, "data": {"errors"},
               "config": {"errors"}, "errors": set(), "device": set(), "space": {"errors", "candidate"}}
 
 

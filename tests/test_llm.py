@@ -12,6 +12,7 @@ from nas_agent.catalog import Catalog
 from nas_agent.llm import LLMError, Sampling
 from nas_agent.llm.extract import extract, split_reasoning
 from nas_agent.llm.propose import Proposer, splice
+from nas_agent.search.llm_strategy import judge_answer
 from nas_agent.llm.replay import ReplayBackend, record
 from nas_agent.space import editable_regions, load_template, load_templates, read_params
 from nas_agent.validate import Validator
@@ -108,15 +109,16 @@ def test_proposals_are_validated_recorded_and_fed_back(tmp_path, template):
     replay = tmp_path / "replay.jsonl"
     replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPLAY))
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
-        proposer = Proposer(ReplayBackend(replay), Sampling(n=4), Validator(templates=load_templates(), catalog=catalog),
-                            catalog=catalog, run_id="run-1")
-        proposals = proposer.edit(template.source, "template:fractalnet.py")
-        stages = [p.validation.verdict.stage for p in proposals]
+        proposer = Proposer(ReplayBackend(replay), Sampling(n=4), catalog=catalog, run_id="run-1")
+        validator = Validator(templates=load_templates(), catalog=catalog)
+        answers = proposer.edit(template.source, "template:fractalnet.py")
+        validations = [judge_answer(catalog, validator, answer) for answer in answers]
+        stages = [v.verdict.stage for v in validations]
         assert stages == [None, "duplicate", "policy", "parse"]
         calls = catalog.llm_calls(run_id="run-1")
         assert [c["stage"] for c in calls] == stages and [c["ok"] for c in calls] == [1, 0, 0, 0]
         assert calls[0]["reasoning_chars"] == len("GELU may train better.") and calls[0]["backend"] == "replay"
-        assert calls[0]["code_hash"] == proposals[0].validation.code_hash
+        assert calls[0]["code_hash"] == validations[0].code_hash
         assert json.loads(calls[0]["sampling"])["n"] == 4
         # The next prompt for the same parent carries the verdicts of its rejected children.
         prompt = proposer.edit_prompt(template.source, "template:fractalnet.py")

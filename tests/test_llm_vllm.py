@@ -21,6 +21,7 @@ import pytest
 from nas_agent.catalog import Catalog
 from nas_agent.llm.base import LLMError, Sampling
 from nas_agent.llm.propose import Proposer
+from nas_agent.search.llm_strategy import judge_answer
 from nas_agent.llm.models import SMOLLM2_CONVERTED
 from nas_agent.llm.openai_backend import OpenAIBackend
 from nas_agent.space import load_template, load_templates
@@ -170,16 +171,16 @@ def test_propose_through_vllm_serve_validates_and_records_every_answer(served_ba
     """The whole propose path on the real edit prompt (~2,300 tokens): whatever SmolLM2 writes is judged and kept."""
     template = load_template(REPO / "templates" / "fractalnet.py")
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
-        proposer = Proposer(served_backend, Sampling(max_tokens=96, n=2, seed=0),
-                            Validator(templates=load_templates(), catalog=catalog), catalog=catalog, run_id="served")
-        proposals = proposer.edit(template.source, "template:fractalnet.py")
+        proposer = Proposer(served_backend, Sampling(max_tokens=96, n=2, seed=0), catalog=catalog, run_id="served")
+        validator = Validator(templates=load_templates(), catalog=catalog)
+        proposals = [judge_answer(catalog, validator, a) for a in proposer.edit(template.source, "template:fractalnet.py")]
         calls = catalog.llm_calls(run_id="served")
     assert len(proposals) == 2 and len(calls) == 2
     assert all(c["backend"] == "openai" and c["tokens_in"] > 2000 and 0 < c["tokens_out"] <= 96 for c in calls)
     assert all(c["completion"] and "# --- nas-agent: element (begin) ---" in c["prompt"] for c in calls)
     # Each answer got a verdict: accepted, or rejected at a named stage with its reason.
     assert all((c["ok"] == 1) == (c["stage"] is None) and (c["ok"] == 1 or c["reason"]) for c in calls)
-    assert [c["stage"] for c in calls] == [p.validation.verdict.stage for p in proposals]
+    assert [c["stage"] for c in calls] == [p.verdict.stage for p in proposals]
 
 
 def test_openai_backend_without_server_fails_fast():

@@ -64,11 +64,11 @@ def test_proposals_are_distinct_valid_renderings_of_the_template(catalog, storag
     proposals = strategy.propose(ctx, 6)
     assert len(proposals) == 6
     assert len({p.source for p in proposals}) == 6
-    assert len({p.token for p in proposals}) == 6 and all(isinstance(p.token, int) for p in proposals)
+    assert len({p.trial for p in proposals}) == 6 and all(isinstance(p.trial, int) for p in proposals)
     validator = validator_for(ctx.config, smoke=False)
     for p in proposals:
         assert p.strategy == "optuna" and p.parent == "template:fractalnet.py" and p.train is None
-        result = validator.validate(p.source, f"trial {p.token}")
+        result = validator.validate(p.source, f"trial {p.trial}")
         assert result.ok, result.verdict
         params = read_params(p.source)
         assert p.change.startswith(f"N_BLOCKS={params['N_BLOCKS']}, N_COLUMNS={params['N_COLUMNS']}, ")
@@ -76,20 +76,43 @@ def test_proposals_are_distinct_valid_renderings_of_the_template(catalog, storag
         assert p.change.endswith(f"ACTIVATION={params['ACTIVATION']}, ELEMENT_ORDER={order}")
 
 
+def test_optuna_searches_the_generator_space_minimising_bits_per_dim(catalog, storage):
+    """The Space protocol lets TPE search a generator: valid generators, one level count per model, minimised."""
+    from nas_agent.space.generative import GenerativeSpace
+
+    template = load_template("templates/fractal_gen.py")
+    ctx = RoundContext(round=1, run_id="run", config=load_config("generative"), catalog=catalog, template=template,
+                       parents=[template_parent(template)], rng=random.Random(0))
+    space = GenerativeSpace()
+    strategy = OptunaStrategy(space, storage, "gen", lower_is_better=True)
+    assert strategy.study.direction == optuna.study.StudyDirection.MINIMIZE
+    proposals = strategy.propose(ctx, 6)
+    assert len(proposals) == 6
+    validator = validator_for(load_config("generative"), smoke=False)
+    for p in proposals:
+        params = read_params(p.source)
+        assert len({len(params[k]) for k in ("LEVEL_SEQ", "LEVEL_WIDTH", "LEVEL_DEPTH", "LEVEL_ORDER")}) == 1
+        assert space.params_of(space.point_of(params)) == space.region_values(params)
+        assert validator.validate(p.source, p.change).ok, p.change
+    # Lower is better: of two finished trials with the same rendering, a repeat is told the lower value.
+    strategy.observe([Outcome(proposals[0], "done", 3.9), Outcome(proposals[1], "done", 3.7)])
+    assert strategy.study.best_value == 3.7
+
+
 def test_outcomes_become_values_failures_or_nothing(catalog, storage):
     strategy = OptunaStrategy(FractalSpace(), storage, "arch")
     done, duplicate, unknown_twin, rejected, failed, interrupted = strategy.propose(context(catalog), 6)
-    duplicate.name = "img-classification_cifar-10_acc_FractalNet-0123abcd"
-    strategy.observe([Outcome(done, "done", 0.61), Outcome(duplicate, "duplicate", 0.55),
+    twin = "img-classification_cifar-10_acc_FractalNet-0123abcd"
+    strategy.observe([Outcome(done, "done", 0.61), Outcome(duplicate, "duplicate", 0.55, name=twin),
                       Outcome(unknown_twin, "duplicate", None), Outcome(rejected, "rejected", reason="policy: x"),
                       Outcome(failed, "failed", reason="CUDA out of memory"), Outcome(interrupted, "interrupted")])
     study = strategy.study
-    assert trial(study, done.token).value == 0.61 and trial(study, done.token).state == TrialState.COMPLETE
-    assert trial(study, duplicate.token).user_attrs["model"] == duplicate.name
-    assert [trial(study, p.token).state for p in (unknown_twin, rejected, failed)] == [TrialState.FAIL] * 3
-    assert trial(study, rejected.token).user_attrs["outcome"] == "rejected: policy: x"
+    assert trial(study, done.trial).value == 0.61 and trial(study, done.trial).state == TrialState.COMPLETE
+    assert trial(study, duplicate.trial).user_attrs["model"] == twin
+    assert [trial(study, p.trial).state for p in (unknown_twin, rejected, failed)] == [TrialState.FAIL] * 3
+    assert trial(study, rejected.trial).user_attrs["outcome"] == "rejected: policy: x"
     # The interrupted candidate is trained again on resume: its trial waits for that verdict.
-    assert trial(study, interrupted.token).state == TrialState.RUNNING
+    assert trial(study, interrupted.trial).state == TrialState.RUNNING
 
 
 def test_tpe_concentrates_on_the_activation_that_scores(catalog, storage):
@@ -122,7 +145,7 @@ def test_points_tried_already_are_told_their_result_instead_of_proposed(catalog,
     strategy.observe([Outcome(p, "done", 0.8 if "gelu" in p.change else 0.3) for p in first])
     assert strategy.propose(ctx, 1) == []   # the space is spent: nothing new to train
     for t in strategy.study.get_trials(deepcopy=False):
-        if t.number > max(p.token for p in first):
+        if t.number > max(p.trial for p in first):
             assert t.state == TrialState.COMPLETE and "repeat_of" in t.user_attrs
             assert t.value == (0.8 if t.params["ACTIVATION"] == "gelu" else 0.3)
 
@@ -137,13 +160,13 @@ def test_a_reopened_study_resumes_where_the_crashed_process_stopped(catalog, sto
     again = OptunaStrategy(FractalSpace(), storage, "arch")
     assert [t.params for t in again.study.get_trials(deepcopy=False)] == first_params
     # The loop rebuilds a pending proposal from its catalog row: only strategy and trial number survive.
-    rebuilt = Proposal("optuna", None, "", None, token=pending.token)
-    again.observe([Outcome(rebuilt, "done", 0.7), Outcome(Proposal("optuna", None, "", None, token=told.token),
+    rebuilt = Proposal("optuna", None, "", None, trial=pending.trial)
+    again.observe([Outcome(rebuilt, "done", 0.7), Outcome(Proposal("optuna", None, "", None, trial=told.trial),
                                                             "done", 0.9)])
-    assert trial(again.study, pending.token).value == 0.7
-    assert trial(again.study, told.token).value == 0.5   # told before the crash: left as it was
+    assert trial(again.study, pending.trial).value == 0.7
+    assert trial(again.study, told.trial).value == 0.5   # told before the crash: left as it was
     fresh = again.propose(ctx, 3)
-    assert len(fresh) == 3 and {p.token for p in fresh}.isdisjoint({told.token, pending.token})
+    assert len(fresh) == 3 and {p.trial for p in fresh}.isdisjoint({told.trial, pending.trial})
     # The re-opened sampler does not replay the first session's draws.
     assert not any("repeat_of" in t.user_attrs for t in again.study.get_trials(deepcopy=False))
 
@@ -184,7 +207,7 @@ def test_hpo_spreads_recipes_within_their_ranges_over_the_best_models(catalog, s
     assert [p.parent for p in proposals] == ["best", "second", "best", "second", "best"]
     lr = ctx.config.train.lr
     for p in proposals:
-        assert p.strategy == "hpo" and p.source is None and isinstance(p.token, int)
+        assert p.strategy == "hpo" and p.source is None and isinstance(p.trial, int)
         t = p.train
         assert set(t) == {"lr", "momentum", "weight_decay", "batch_size", "dropout"}
         assert lr / 4 <= t["lr"] <= lr * 4 and 0.8 <= t["momentum"] <= 0.99
@@ -207,9 +230,9 @@ def test_pruner_stops_a_weak_trial_and_spares_a_good_one(catalog, storage, prune
 
     # The weak trial is judged by a restarted process, from the proposal the loop rebuilt.
     restarted = HPOStrategy(storage, "hpo-run", pruner=pruner)
-    rebuilt = Proposal("hpo", "model", "", None, train=weak.train, token=weak.token)
+    rebuilt = Proposal("hpo", "model", "", None, train=weak.train, trial=weak.trial)
     assert restarted.should_stop(rebuilt, 1, 0.1)
     restarted.observe([Outcome(rebuilt, "stopped", 0.1)])
-    pruned = trial(restarted.study_of("model"), weak.token)
+    pruned = trial(restarted.study_of("model"), weak.trial)
     assert pruned.state == TrialState.PRUNED and pruned.value == 0.1 and pruned.intermediate_values == {1: 0.1}
-    assert trial(restarted.study_of("model"), strong.token).state == TrialState.RUNNING
+    assert trial(restarted.study_of("model"), strong.trial).state == TrialState.RUNNING

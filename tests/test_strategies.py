@@ -13,11 +13,12 @@ from nas_agent.llm.base import Sampling
 from nas_agent.llm.propose import Proposer
 from nas_agent.llm.replay import ReplayBackend
 from nas_agent.search.llm_strategy import LLMStrategy
+from nas_agent.search.loop import Search
 from nas_agent.search.mutate import MutateStrategy
 from nas_agent.search.strategy import RoundContext, allocate, choose_parents, template_parent
 from nas_agent.space import FractalSpace, load_template, load_templates, read_params
 from nas_agent.validate import Validator
-from nas_agent.validate.normalize import code_hash
+from nas_agent.candidate import code_hash
 
 SMALL_SPACE = FractalSpace(n_blocks=(2, 3), n_columns=(1, 2), base_channels=(8, 16))
 
@@ -113,17 +114,52 @@ REPLAY = [
 ]
 
 
-def test_llm_edits_get_one_repair_and_every_call_is_recorded(tmp_path, template):
+def _llm_search(tmp_path, catalog, replay_texts: list[str], parents: int = 1, round_size: int = 2) -> Search:
+    """A search whose only strategy is the llm, answering from a replay file; nothing is trained here."""
     replay = tmp_path / "replay.jsonl"
-    replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPLAY))
+    replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in replay_texts))
+    config = load_config("quick").with_overrides({
+        "catalog": str(tmp_path / "c.sqlite"), "search.round_size": round_size, "search.budget": 0,
+        "search.parents": parents, "search.diversity": 0, "search.strategies": {"llm": 1.0}})
+    validator = Validator(templates=load_templates(), catalog=catalog)
+    proposer = Proposer(ReplayBackend(replay), Sampling(n=2), catalog=catalog)
+    return Search(config, catalog, "run-1", tmp_path, template=load_template("templates/fractalnet.py"),
+                  strategies={"llm": LLMStrategy(proposer, fixes=1)}, validator=validator, executor=None)
+
+
+def test_llm_edits_get_one_repair_and_every_call_is_recorded(tmp_path, template):
     with Catalog(tmp_path / "c.sqlite") as catalog:
-        validator = Validator(templates=load_templates(), catalog=catalog)
-        proposer = Proposer(ReplayBackend(replay), Sampling(n=2), validator, catalog=catalog)
-        strategy = LLMStrategy(proposer, fixes=1)
-        proposals = strategy.propose(_context(catalog, template, [template_parent(template)]), 2)
-        assert [p.validation.verdict.stage for p in proposals] == [None, "policy", None]
-        assert proposals[2].change.startswith("llm fix of a policy rejection: Remove the file access.")
-        assert proposals[0].change == "llm edit: GELU trains smoother."
+        admitted = _llm_search(tmp_path, catalog, REPLAY).propose_round()
+        rows = catalog.proposals(run_id="run-1")
+        assert [r["stage"] for r in rows] == [None, "policy", None]
+        assert rows[2]["change"].startswith("llm fix of a policy rejection: Remove the file access.")
+        assert rows[0]["change"] == "llm edit: GELU trains smoother."
         calls = catalog.llm_calls(run_id="run-1")
         assert [c["purpose"] for c in calls] == ["edit", "edit", "fix"]
-        assert [c["id"] for c in calls] == [p.token for p in proposals]
+        # The loop recorded each verdict on its call, and the model each admitted answer became.
+        assert [c["stage"] for c in calls] == [r["stage"] for r in rows]
+        assert [c["nn"] for c in calls] == [r["nn"] if r["ok"] else None for r in rows]
+        assert [a.name for a in admitted] == [rows[0]["nn"], rows[2]["nn"]]
+
+
+def _region(n_blocks: int, activation: str) -> str:
+    return ("```python\n# --- nas-agent: template parameters (begin) ---\n"
+            f"N_BLOCKS = {n_blocks}\nN_COLUMNS = 2\nBASE_CHANNELS = 8\nACTIVATION = \"{activation}\"\n"
+            "# --- nas-agent: template parameters (end) ---\n```")
+
+
+def test_a_duplicate_of_an_llm_answer_names_the_model_it_repeats(tmp_path, template):
+    """Regression: answers were labelled "proposal 0", "proposal 1"... afresh in every LLM call, so with two
+    parents a repeat of the second call's first answer was filed as a twin of the first call's first answer."""
+    with Catalog(tmp_path / "c.sqlite") as catalog:
+        first = _catalogue(catalog, template, {"N_BLOCKS": 3, "ACTIVATION": "relu"}, 0.6)
+        second = _catalogue(catalog, template, {"N_BLOCKS": 2, "ACTIVATION": "relu"}, 0.5)
+        # Eight proposals: one call of four answers per parent. Call 2 answers X, then X again.
+        answers = [_region(2, "gelu"), _region(3, "gelu"), _region(4, "gelu"), _region(5, "gelu"),
+                   _region(2, "silu"), _region(2, "silu"), _region(3, "silu"), _region(4, "silu")]
+        admitted = _llm_search(tmp_path, catalog, answers, parents=2, round_size=8).propose_round()
+        rows = catalog.proposals(run_id="run-1")
+        assert [r["parent"] for r in rows] == [first] * 4 + [second] * 4
+        assert [r["status"] for r in rows] == ["queued"] * 5 + ["duplicate"] + ["queued"] * 2
+        x = admitted[4].name
+        assert rows[5]["nn"] == x and x in rows[5]["reason"] and admitted[0].name not in rows[5]["reason"]

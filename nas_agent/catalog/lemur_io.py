@@ -234,7 +234,7 @@ def _read_manifest(root: Path, summary: ImportSummary) -> dict[str, dict]:
 
 
 def _code_hash(code: str) -> str:
-    from nas_agent.validate.normalize import code_hash
+    from nas_agent.candidate import code_hash
 
     try:
         return code_hash(code)

@@ -491,10 +491,12 @@ class Catalog:
                            "limit": -1 if last is None else last})
         return rows[::-1]
 
-    def link_llm_call(self, call_id: int, nn: str) -> None:
-        """Note which catalogued model an LLM completion became."""
+    def judge_llm_call(self, call_id: int, *, ok: bool, stage: str | None, reason: str, code_hash: str | None,
+                       nn: str | None = None) -> None:
+        """Record the verdict on what an LLM completion produced, and the catalogued model it became (if any)."""
         with self._write() as w:
-            w.execute("UPDATE llm_call SET nn = ? WHERE id = ?", (nn, call_id))
+            w.execute("UPDATE llm_call SET ok = ?, stage = ?, reason = ?, code_hash = ?, nn = ? WHERE id = ?",
+                      (int(bool(ok)), stage, reason, code_hash, nn, call_id))
 
     # --- search proposals --------------------------------------------------------
 

@@ -340,6 +340,7 @@ def propose(
     from nas_agent.llm import LLMError, make_backend, sampling_of
     from nas_agent.llm.propose import Proposer
     from nas_agent.llm.replay import record as record_completions
+    from nas_agent.search.llm_strategy import judge_answer
     from nas_agent.search.trainer import run_dir_of
     from nas_agent.space import load_template
     from nas_agent.validate import validator_for
@@ -361,10 +362,11 @@ def propose(
                 validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
                 err.print(f"loading {cfg.llm.backend} backend, model {cfg.llm.model} …", highlight=False)
                 llm = make_backend(cfg.llm)
-                proposer = Proposer(llm, sampling_of(cfg.llm), validator, catalog=cat, run_id=run_id,
+                proposer = Proposer(llm, sampling_of(cfg.llm), catalog=cat, run_id=run_id,
                                     epochs=cfg.train.epochs, max_params=cfg.validate.max_params, task=cfg.task)
                 with err.status(f"asking for {cfg.llm.n} proposal(s) and validating them"):
-                    proposals = proposer.edit(base, label)
+                    answers = proposer.edit(base, label)
+                    validations = [judge_answer(cat, validator, answer) for answer in answers]
                 llm.close()
                 status = "finished"
             finally:
@@ -372,25 +374,25 @@ def propose(
     except (LLMError, *USER_ERRORS) as exc:
         fail(str(exc))
     if record:
-        record_completions(record, [p.completion for p in proposals])
+        record_completions(record, [a.completion for a in answers])
     written = []
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        for p in proposals:
-            if p.validation.ok:
-                path = out / f"proposal-{p.validation.code_hash[:8]}.py"
-                path.write_text(p.source)
+        for a, v in zip(answers, validations):
+            if v.ok:
+                path = out / f"proposal-{v.code_hash[:8]}.py"
+                path.write_text(a.source)
                 written.append(path)
-    table = Table(title=f"{len(proposals)} proposal(s) from {llm.name}:{llm.model} for {label}")
+    table = Table(title=f"{len(answers)} proposal(s) from {llm.name}:{llm.model} for {label}")
     for column in ("#", "verdict", "reason", "tokens out", "reasoning chars", "seconds"):
         table.add_column(column, overflow="fold")
-    for p in proposals:
-        v = p.validation.verdict
-        table.add_row(str(p.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", escape(v.reason[:300]),
-                      str(p.completion.tokens_out), f"{len(p.extraction.reasoning):,}", f"{p.completion.latency_s:.1f}")
+    for a, validation in zip(answers, validations):
+        v = validation.verdict
+        table.add_row(str(a.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", escape(v.reason[:300]),
+                      str(a.completion.tokens_out), f"{len(a.extraction.reasoning):,}", f"{a.completion.latency_s:.1f}")
     console.print(table)
-    valid = sum(p.validation.ok for p in proposals)
-    console.print(f"{valid} of {len(proposals)} valid; recorded in {cfg.catalog}"
+    valid = sum(v.ok for v in validations)
+    console.print(f"{valid} of {len(answers)} valid; recorded in {cfg.catalog}"
                   + (f"; wrote {len(written)} file(s) to {out}" if out else ""), highlight=False)
 
 
@@ -478,7 +480,7 @@ def search(
                       + f", executor {cfg.search.executor} ({pool.slots} slot(s))", highlight=False)
             try:
                 validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
-                strategies = make_strategies(cfg, cat, run_id, template, validator, llm)
+                strategies = make_strategies(cfg, cat, run_id, llm)
                 engine = Search(cfg, cat, run_id, cache, template=template, strategies=strategies,
                                 validator=validator, executor=pool)
                 stats = engine.stats

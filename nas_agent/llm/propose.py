@@ -1,10 +1,11 @@
-"""Ask the LLM for edits of a template or a parent, turn its answers into candidates, validate, record.
+"""Ask the LLM for edits of a template or a parent and turn its answers into candidate sources.
 
 The prompts (prompts/edit.txt, prompts/fix.txt) ask for the editable regions rewritten in
 full: small local models break diff formats, and splicing whole regions back into the
 parent keeps every line outside them exactly as the template has it. Every completion is
-recorded in the catalog with the verdict of what it produced, and the verdicts of a
-parent's rejected children go into its next prompt.
+recorded in the catalog (`llm_call`); whoever validates what it produced (the search loop,
+`nas-agent propose`) records the verdict on that row, and the verdicts of a parent's
+rejected children go into its next prompt.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, code_blocks, extract
 from nas_agent.space.template import TemplateError, editable_regions, replace_regions
 from nas_agent.tasks import task_of
-from nas_agent.validate.pipeline import Validation, Validator
-from nas_agent.validate.verdict import Verdict
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
 
@@ -120,25 +119,25 @@ def _extract(text: str, base: str) -> Extraction:
     return regions
 
 
-@dataclass
-class Proposal:
-    """One completion and what became of it."""
+@dataclass(frozen=True)
+class Answer:
+    """One completion and the candidate source it gave: None, with `problem` saying why, when it gave none."""
 
     index: int
     completion: Completion
     extraction: Extraction
     source: str | None
-    validation: Validation
-    call_id: int | None = None
+    problem: str = ""
+    call_id: int | None = None      # its llm_call row (None without a catalog)
 
 
 class Proposer:
-    """Builds prompts from the catalog, asks the backend, validates and records each answer."""
+    """Builds prompts from the catalog, asks the backend, turns each answer into source and records the call."""
 
-    def __init__(self, backend: Backend, sampling: Sampling, validator: Validator, *, catalog=None,
+    def __init__(self, backend: Backend, sampling: Sampling, *, catalog=None,
                  run_id: str | None = None, epochs: int = 1, max_params: int = 50_000_000,
                  examples: int = 3, rejections: int = 3, task: str = "img-classification"):
-        self.backend, self.sampling, self.validator = backend, sampling, validator
+        self.backend, self.sampling = backend, sampling
         self.catalog, self.run_id, self.epochs, self.max_params = catalog, run_id, epochs, max_params
         self.n_examples, self.n_rejections, self.task = examples, rejections, task
 
@@ -152,8 +151,9 @@ class Proposer:
             parent=self._parent_section(parent), examples=self._examples_section(parent),
             rejections=self._rejections_section(parent))
 
-    def fix_prompt(self, source: str, verdict: Verdict) -> str:
-        return load_prompt("fix").substitute(code=source.rstrip("\n"), stage=verdict.stage, reason=verdict.reason)
+    def fix_prompt(self, source: str, stage: str, reason: str) -> str:
+        """The repair prompt for `source`, rejected at `stage` for `reason`."""
+        return load_prompt("fix").substitute(code=source.rstrip("\n"), stage=stage, reason=reason)
 
     def _parent_section(self, parent: str) -> str:
         if self.catalog is None:
@@ -192,18 +192,18 @@ class Proposer:
 
     # asking -------------------------------------------------------------------
 
-    def edit(self, base: str, parent: str, n: int | None = None) -> list[Proposal]:
-        """`n` proposals (default: sampling.n) that edit `base`, each validated and recorded."""
+    def edit(self, base: str, parent: str, n: int | None = None) -> list[Answer]:
+        """`n` answers (default: sampling.n) that edit `base`, each recorded."""
         return self._ask(self.edit_prompt(base, parent), base, parent, "edit", n)
 
-    def fix(self, source: str, verdict: Verdict, parent: str, n: int | None = None) -> list[Proposal]:
-        """`n` attempts to repair `source`, rejected with `verdict`."""
-        return self._ask(self.fix_prompt(source, verdict), source, parent, "fix", n)
+    def fix(self, source: str, stage: str, reason: str, parent: str, n: int | None = None) -> list[Answer]:
+        """`n` attempts to repair `source`, rejected at `stage` for `reason`."""
+        return self._ask(self.fix_prompt(source, stage, reason), source, parent, "fix", n)
 
-    def _ask(self, prompt: str, base: str, parent: str, purpose: str, n: int | None) -> list[Proposal]:
+    def _ask(self, prompt: str, base: str, parent: str, purpose: str, n: int | None) -> list[Answer]:
         sampling = Sampling(**{**self.sampling.as_dict(), "n": n or self.sampling.n})
         completions = self.backend.generate([prompt], sampling)
-        proposals = []
+        answers = []
         for index, completion in enumerate(completions):
             extraction = _extract(completion.text, base)
             source, problem = (None, extraction.problem)
@@ -212,15 +212,11 @@ class Proposer:
                     source, problem = splice(base, extraction.code)
                 except TemplateError as exc:
                     source, problem = None, str(exc)
-            if source is None:
-                validation = Validation(f"proposal {index}", Verdict.reject("parse", problem))
-            else:
-                validation = self.validator.validate(source, f"proposal {index}")
-            call_id = self._record(purpose, parent, prompt, sampling, completion, extraction, validation)
-            proposals.append(Proposal(index, completion, extraction, source, validation, call_id))
-        return proposals
+            call_id = self._record(purpose, parent, prompt, sampling, completion, extraction)
+            answers.append(Answer(index, completion, extraction, source, problem, call_id))
+        return answers
 
-    def _record(self, purpose, parent, prompt, sampling, completion, extraction, validation) -> int | None:
+    def _record(self, purpose, parent, prompt, sampling, completion, extraction) -> int | None:
         if self.catalog is None:
             return None
         return self.catalog.add_llm_call(
@@ -228,5 +224,4 @@ class Proposer:
             sampling=sampling.as_dict(), prompt=prompt, completion=completion.text,
             reasoning_chars=len(extraction.reasoning), tokens_in=completion.tokens_in,
             tokens_out=completion.tokens_out, latency_s=completion.latency_s,
-            finish_reason=completion.finish_reason, ok=validation.ok, stage=validation.verdict.stage,
-            reason=validation.verdict.reason, code_hash=validation.code_hash)
+            finish_reason=completion.finish_reason)

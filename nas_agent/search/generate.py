@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 from nas_agent.space.template import Template, render_tree
 from nas_agent.validate.contract import check_contract
-from nas_agent.validate.normalize import code_hash
+from nas_agent.candidate import code_hash
 
 
 @dataclass(frozen=True)

@@ -51,23 +51,25 @@ class HPOStrategy(BaseStrategy):
 
     name = "hpo"
 
-    def __init__(self, storage: str, study_prefix: str, top: int = 2, pruner: str = "median", seed: int = 0):
+    def __init__(self, storage: str, study_prefix: str, top: int = 2, pruner: str = "median", seed: int = 0, *,
+                 lower_is_better: bool = False):
         if pruner not in PRUNERS:
             raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, not {pruner!r}")
         self.storage = optuna.storages.RDBStorage(storage)
         self.study_prefix, self.top, self.pruner, self.seed = study_prefix, top, pruner, seed
+        self.lower_is_better = lower_is_better   # a generator's bits/dim: the study minimises
         self.studies: dict[str, optuna.Study] = {}
 
     def study_of(self, model: str) -> optuna.Study:
         """The study tuning `model`'s recipe, created on first use and re-opened after a restart."""
         if model not in self.studies:
             self.studies[model] = open_study(self.storage, f"{self.study_prefix}-{model}", self.seed,
-                                             PRUNERS[self.pruner]())
+                                             PRUNERS[self.pruner](), lower_is_better=self.lower_is_better)
         return self.studies[model]
 
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
         trained = [p for p in context.parents if p.accuracy is not None]
-        tuned = sorted(trained, key=lambda p: p.accuracy, reverse=True)[:self.top]
+        tuned = sorted(trained, key=lambda p: p.accuracy, reverse=not self.lower_is_better)[:self.top]
         if not tuned:
             return []
         space = recipe_space(context.config)
@@ -76,12 +78,12 @@ class HPOStrategy(BaseStrategy):
             model = tuned[i % len(tuned)].name
             trial = self.study_of(model).ask(space)
             change = ", ".join(f"{key}={_short(value)}" for key, value in trial.params.items())
-            proposals.append(Proposal(self.name, model, change, None, train=dict(trial.params), token=trial.number))
+            proposals.append(Proposal(self.name, model, change, None, train=dict(trial.params), trial=trial.number))
         return proposals
 
     def should_stop(self, proposal: Proposal, epoch: int, accuracy: float) -> bool:
         """Report the epoch's accuracy to the proposal's trial; True when the pruner finds the trial weak."""
-        trial = running_trial(self.study_of(proposal.parent), proposal.token)
+        trial = running_trial(self.study_of(proposal.parent), proposal.trial)
         if trial is None:
             return False
         with warnings.catch_warnings():

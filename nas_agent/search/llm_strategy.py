@@ -1,14 +1,16 @@
-"""The llm strategy: edits of the round's parents by the LLM proposer, with one repair attempt.
+"""The llm strategy: edits of the round's parents by the LLM proposer, with repairs of its rejections.
 
-Proposals are validated (and recorded as llm_call rows) by the proposer itself; those
-rejected for a reason the model can act on (parse, policy, contract, smoke) get a fix
-prompt with the validator's verdict, up to `fixes` per round.
+The loop validates the answers like every other proposal (and records each verdict on the
+answer's llm_call row); edits rejected for a reason the model can act on (parse, policy,
+contract, smoke) get a fix prompt with the validator's verdict in the same round, up to
+`fixes` per round.
 """
 
 from __future__ import annotations
 
-from nas_agent.llm.propose import Proposer
-from nas_agent.search.strategy import BaseStrategy, Proposal, RoundContext
+from nas_agent.llm.propose import Answer, Proposer
+from nas_agent.search.strategy import BaseStrategy, Outcome, Proposal, RoundContext
+from nas_agent.validate import Validation, Validator, Verdict
 
 FIXABLE_STAGES = ("parse", "policy", "contract", "smoke")
 
@@ -18,8 +20,10 @@ class LLMStrategy(BaseStrategy):
 
     def __init__(self, proposer: Proposer, fixes: int = 1):
         self.proposer, self.fixes = proposer, fixes
+        self._fixable: list[Outcome] = []    # this round's rejected edits the model may repair
 
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
+        self._fixable = []
         if k <= 0:
             return []
         self.proposer.run_id = context.run_id
@@ -30,16 +34,35 @@ class LLMStrategy(BaseStrategy):
         for parent, share in zip(parents, shares):
             for answer in self.proposer.edit(parent.source, parent.name, n=share):
                 proposals.append(self._proposal(answer, parent.name, "llm edit"))
-        fixable = [p for p in proposals if p.source is not None and p.validation.verdict.stage in FIXABLE_STAGES]
-        for broken in fixable[:self.fixes]:
-            for answer in self.proposer.fix(broken.source, broken.validation.verdict, broken.parent, n=1):
-                proposals.append(self._proposal(answer, broken.parent,
-                                                f"llm fix of a {broken.validation.verdict.stage} rejection"))
         return proposals
 
-    def _proposal(self, answer, parent: str, change: str) -> Proposal:
-        v = answer.validation
+    def observe(self, outcomes: list[Outcome]) -> None:
+        self._fixable += [o for o in outcomes if o.status == "rejected" and o.stage in FIXABLE_STAGES
+                          and o.proposal.source is not None and o.proposal.change.startswith("llm edit")]
+
+    def follow_up(self, context: RoundContext) -> list[Proposal]:
+        """One repair attempt for each of the first `fixes` edits rejected this round."""
+        broken, self._fixable = self._fixable[:self.fixes], []
+        proposals = []
+        for outcome in broken:
+            edit = outcome.proposal
+            for answer in self.proposer.fix(edit.source, outcome.stage, outcome.reason, edit.parent, n=1):
+                proposals.append(self._proposal(answer, edit.parent, f"llm fix of a {outcome.stage} rejection"))
+        return proposals
+
+    def _proposal(self, answer: Answer, parent: str, change: str) -> Proposal:
         reasoning = answer.extraction.reasoning
         if reasoning:  # the model's own summary of its change is the best one-line description
             change = f"{change}: {reasoning.strip().splitlines()[-1][:160]}"
-        return Proposal(self.name, parent, change, answer.source, validation=v, token=answer.call_id)
+        return Proposal(self.name, parent, change, answer.source, problem=answer.problem, llm_call=answer.call_id)
+
+
+def judge_answer(catalog, validator: Validator, answer: Answer) -> Validation:
+    """Validate one answer outside a search (`nas-agent propose`) and record the verdict on its llm_call row."""
+    label = f"llm call {answer.call_id}" if answer.call_id is not None else f"answer {answer.index}"
+    validation = (validator.validate(answer.source, label) if answer.source is not None else
+                  Validation(label, Verdict.reject("parse", answer.problem or "the answer holds no code")))
+    if answer.call_id is not None:
+        v = validation.verdict
+        catalog.judge_llm_call(answer.call_id, ok=v.ok, stage=v.stage, reason=v.reason, code_hash=validation.code_hash)
+    return validation

@@ -22,8 +22,9 @@ from nas_agent.config import Config
 from nas_agent.search.reference import register_reference, trained_with
 from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
 from nas_agent.search.trainer import CandidateFile, Trainer, TrainRequest, register
-from nas_agent.space.template import Template, TemplateError, read_family, read_params
+from nas_agent.space.template import Template
 from nas_agent.validate.pipeline import Validation, Validator
+from nas_agent.validate.verdict import Verdict
 
 
 @dataclass
@@ -63,6 +64,20 @@ class SearchStats:
         return None if not self.budget else max(0, self.budget - self.used)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What the loop made of one proposal: its verdict, the catalog model it became or repeats, its row."""
+
+    proposal: Proposal
+    verdict: Verdict
+    name: str | None            # the catalogued model (admitted, or the twin of a duplicate)
+    proposal_id: int
+
+    @property
+    def admitted(self) -> bool:
+        return self.verdict.ok
+
+
 class Search:
     """One search run over a catalog; `run()` returns "finished" (or raises KeyboardInterrupt)."""
 
@@ -76,7 +91,6 @@ class Search:
         self.stats = SearchStats(budget=config.search.budget, hours=config.search.hours)
         self.rng = random.Random(config.search.seed)
         self._by_key: dict[str, Proposal] = {}       # training key -> the proposal being trained
-        self._labels: dict[str, str] = {}            # validation label -> catalog name, for this batch's twins
         self.trainer = Trainer(catalog, config, dataset_cache, run_id=run_id, executor=executor,
                                on_progress=self._on_training_event, should_stop=self._should_stop)
         self._load_history()
@@ -157,6 +171,18 @@ class Search:
 
     def _round(self) -> int:
         """One round; returns how many proposals were admitted for training."""
+        admitted = self.propose_round()
+        if admitted:
+            self._train(admitted)
+            self._pretrain_variants(admitted)
+        return len(admitted)
+
+    def propose_round(self) -> list[Admission]:
+        """The next round's proposals from every strategy, validated and recorded; returns those admitted.
+
+        Strategies learn at once what was rejected, and may follow up in the same round (the llm
+        repairs its rejected edits); the follow-ups are validated and recorded the same way.
+        """
         s = self.stats
         s.round += 1
         cfg = self.config.search
@@ -170,23 +196,27 @@ class Search:
                 s.phase = f"round {s.round}: {name} proposing {k}"
                 self.on_change(s)
                 proposals += self.strategies[name].propose(context, k)
+        admitted = self._admit_all(proposals, first_index=0)
+        follow_ups = [p for name in self.weights for p in self.strategies[name].follow_up(context)]
+        if follow_ups:
+            admitted += self._admit_all(follow_ups, first_index=len(proposals))
+        return admitted
+
+    def _admit_all(self, proposals: list[Proposal], first_index: int) -> list[Admission]:
+        """Validate and record `proposals` in order (the budget is firm); tell each strategy its rejections."""
+        s = self.stats
         s.phase = f"round {s.round}: validating {len(proposals)} proposal(s)"
         self.on_change(s)
-        admitted = []
-        for index, proposal in enumerate(proposals):
+        admitted, rejected = [], []
+        for index, proposal in enumerate(proposals, start=first_index):
             if s.remaining_budget == 0:
-                break  # strategies may return more than asked (llm fixes); the budget is firm
-            if self._admit(proposal, f"round {s.round} {proposal.strategy} #{index}"):
-                admitted.append(proposal)
-        admitted_ids = {id(p) for p in admitted}
-        rejected = [p for p in proposals if id(p) not in admitted_ids and p.proposal_id is not None]
-        self._tell({p.strategy for p in rejected}, [self._verdict_outcome(p) for p in rejected])
-        if admitted:
-            self._train(admitted)
-            self._pretrain_variants(admitted)
-        return len(admitted)
+                break  # strategies may return more than asked (llm repairs); the budget is firm
+            admission = self._admit(proposal, f"round {s.round} {proposal.strategy} #{index}")
+            (admitted if admission.admitted else rejected).append(admission)
+        self._tell({a.proposal.strategy for a in rejected}, [self._verdict_outcome(a) for a in rejected])
+        return admitted
 
-    def _pretrain_variants(self, proposals: list[Proposal]) -> None:
+    def _pretrain_variants(self, admitted: list[Admission]) -> None:
         """With [pretrain] datasets, the round's best new candidates also get pre-trained variants (not budgeted)."""
         if not self.config.pretrain.datasets:
             return
@@ -195,80 +225,67 @@ class Search:
         self.stats.phase = f"round {self.stats.round}: pre-training variants"
         self.on_change(self.stats)
         pretrain_variants_for(self.catalog, self.config, self.trainer.dataset_cache,
-                              [p.name for p in proposals if p.train is None and p.name], run_id=self.run_id,
+                              [a.name for a in admitted if a.proposal.train is None], run_id=self.run_id,
                               executor=self.trainer.executor)
 
-    def _admit(self, proposal: Proposal, label: str) -> bool:
-        """Validate and record one proposal; register it for training when valid. True if admitted."""
+    def _admit(self, proposal: Proposal, label: str) -> Admission:
+        """Validate and record one proposal; register it for training when valid.
+
+        The loop is the only validator: every strategy's proposals (LLM answers included) pass
+        the same Validator here, labelled uniquely in the run, so a duplicate names the catalog
+        model it repeats, and an LLM answer's llm_call row gets its verdict.
+        """
         s = self.stats
         s.proposed += 1
         fields = dict(run_id=self.run_id, round=s.round, strategy=proposal.strategy, parent=proposal.parent,
-                      change=proposal.change[:500], trial=proposal.token if isinstance(proposal.token, int) else None)
+                      change=proposal.change[:500], trial=proposal.trial)
         if proposal.train is not None:  # an HPO trial of a catalogued model: nothing new to validate
-            proposal.name = proposal.parent
-            proposal.proposal_id = self.catalog.add_proposal(**fields, nn=proposal.parent, prm=proposal.train,
-                                                             ok=True, status="queued")
+            row = self.catalog.add_proposal(**fields, nn=proposal.parent, prm=proposal.train, ok=True, status="queued")
             s.valid += 1
             s.used += 1
-            return True
-        validation = proposal.validation
-        if validation is None:
-            validation = (self.validator.validate(proposal.source, label) if proposal.source is not None else
-                          Validation(label, _no_code()))
-            proposal.validation = validation
+            return Admission(proposal, Verdict.accept(), proposal.parent, row)
+        validation = (self.validator.validate(proposal.source, label) if proposal.source is not None else
+                      Validation(label, Verdict.reject("parse", proposal.problem or "the strategy produced no code")))
         verdict = validation.verdict
-        if not verdict.ok:
+        name = None
+        if verdict.ok:
+            candidate = CandidateFile.of(validation, Path(label), default_family=self.template.family)
+            name = register(self.catalog, candidate, self.config, origin=proposal.strategy, parent=proposal.parent,
+                            run_id=self.run_id)
+            # Twins validated from now on name the model itself, not this proposal's label.
+            self.validator.registered_as(validation, name)
+            s.valid += 1
+            s.used += 1
+            row = self.catalog.add_proposal(**fields, nn=name, code_hash=validation.code_hash, ok=True, status="queued")
+        else:
             duplicate = verdict.stage == "duplicate"
-            proposal.name = self._catalog_name(validation.duplicate_of) if duplicate else None
+            name = validation.duplicate_of if duplicate and self.catalog.get_model(validation.duplicate_of or "") \
+                else None
             s.duplicate += duplicate
             s.rejected += not duplicate
-            proposal.proposal_id = self.catalog.add_proposal(
-                **fields, nn=proposal.name, code_hash=validation.code_hash, ok=False, stage=verdict.stage,
+            row = self.catalog.add_proposal(
+                **fields, nn=name, code_hash=validation.code_hash, ok=False, stage=verdict.stage,
                 reason=verdict.reason[:1000], status="duplicate" if duplicate else "rejected")
-            return False
-        candidate = CandidateFile(Path(label), proposal.source, validation.code_hash,
-                                  read_family(proposal.source, default=self.template.family),
-                                  _params(proposal.source), struct_hash=validation.struct_hash,
-                                  n_params=validation.n_params)
-        name = register(self.catalog, candidate, self.config, origin=proposal.strategy, parent=proposal.parent,
-                        run_id=self.run_id)
-        # Twins already validated in this batch name the validation's label (an LLM answer's "proposal 0");
-        # twins validated from now on name the model itself (labels repeat from one LLM call to the next).
-        self._labels[validation.label] = name
-        self.validator.registered_as(validation, name)
-        proposal.name = name
-        proposal.proposal_id = self.catalog.add_proposal(**fields, nn=name, code_hash=validation.code_hash,
-                                                         ok=True, status="queued")
-        if proposal.strategy == "llm" and isinstance(proposal.token, int):
-            self.catalog.link_llm_call(proposal.token, name)
-        s.valid += 1
-        s.used += 1
-        return True
+        if proposal.llm_call is not None:
+            self.catalog.judge_llm_call(proposal.llm_call, ok=verdict.ok, stage=verdict.stage, reason=verdict.reason,
+                                        code_hash=validation.code_hash, nn=name if verdict.ok else None)
+        return Admission(proposal, verdict, name, row)
 
-    def _catalog_name(self, twin: str | None) -> str | None:
-        """The catalog name behind a duplicate's twin (an earlier proposal's label, or already a name)."""
-        if twin is None:
-            return None
-        return self._labels.get(twin, twin if self.catalog.get_model(twin) else None)
-
-    def _verdict_outcome(self, proposal: Proposal) -> Outcome:
-        verdict = proposal.validation.verdict if proposal.validation else _no_code()
+    def _verdict_outcome(self, admission: Admission) -> Outcome:
+        verdict = admission.verdict
         if verdict.stage == "duplicate":
-            accuracy = self.catalog.best_accuracy(proposal.name) if proposal.name else None
-            return Outcome(proposal, "duplicate", accuracy, verdict.reason)
-        return Outcome(proposal, "rejected", None, verdict.reason)
+            accuracy = self.catalog.best_accuracy(admission.name) if admission.name else None
+            return Outcome(admission.proposal, "duplicate", accuracy, verdict.reason, verdict.stage, admission.name)
+        return Outcome(admission.proposal, "rejected", None, verdict.reason, verdict.stage)
 
     # training ------------------------------------------------------------------
 
-    def _request(self, proposal: Proposal) -> TrainRequest:
-        return TrainRequest.of(proposal.name, proposal.train)
-
-    def _train(self, proposals: list[Proposal]) -> None:
+    def _train(self, admitted: list[Admission]) -> None:
         s = self.stats
         requests = []
-        for proposal in proposals:
-            request = self._request(proposal)
-            self._by_key[request.key] = proposal
+        for admission in admitted:
+            request = TrainRequest.of(admission.name, admission.proposal.train)
+            self._by_key[request.key] = admission.proposal
             requests.append(request)
         s.phase = f"round {s.round}: training {len(requests)} candidate(s)"
         self.on_change(s)
@@ -279,17 +296,18 @@ class Search:
         ends = {**{k: "done" for k in summary.trained}, **{k: "failed" for k in summary.failed},
                 **{k: "stopped" for k in summary.stopped}, **{k: "interrupted" for k in summary.interrupted}}
         outcomes = []
-        for request, proposal in zip(requests, proposals):
+        for request, admission in zip(requests, admitted):
             status = ends.get(request.key, "interrupted")
             accuracy = self.catalog.best_accuracy(request.name, self.trainer.prm(request))
             reason = (self.catalog.get_model(request.name) or {}).get("reason") or "" if status == "failed" else ""
-            self.catalog.update_proposal(proposal.proposal_id, status="queued" if status == "interrupted" else status,
+            self.catalog.update_proposal(admission.proposal_id, status="queued" if status == "interrupted" else status,
                                          accuracy=accuracy, reason=reason or None)
             s.trained += status == "done"
             s.failed += status == "failed"
             s.stopped += status == "stopped"
-            outcomes.append(Outcome(proposal, status, accuracy, reason))
-        self._tell({p.strategy for p in proposals}, outcomes)
+            outcomes.append(Outcome(admission.proposal, status, accuracy, reason, "train" if status == "failed" else None,
+                                    admission.name))
+        self._tell({a.proposal.strategy for a in admitted}, outcomes)
         self._update_best()
         self.on_change(s)
 
@@ -313,7 +331,7 @@ class Search:
         strategy = self.strategies.get(proposal.strategy) if proposal else None
         return bool(strategy and strategy.should_stop(proposal, event["epoch"], event["test_accuracy"]))
 
-    def _pending(self) -> list[Proposal]:
+    def _pending(self) -> list[Admission]:
         """Proposals of this run admitted but not finished when it last stopped.
 
         A candidate whose training ended before the stop (its proposal row was not updated yet)
@@ -324,29 +342,18 @@ class Search:
             if not row["ok"] or row["status"] not in ("queued", "running") or not row["nn"]:
                 continue
             proposal = Proposal(row["strategy"], row["parent"], row["change"] or "", None, train=row["prm"],
-                                token=row["trial"], name=row["nn"], proposal_id=row["id"])
+                                trial=row["trial"])
             model = self.catalog.get_model(row["nn"])
             if row["prm"] is None and model["status"] in ("done", "failed"):
-                accuracy = self.catalog.best_accuracy(row["nn"], self.trainer.prm(self._request(proposal)))
+                accuracy = self.catalog.best_accuracy(row["nn"], self.trainer.prm(TrainRequest.of(row["nn"])))
                 self.catalog.update_proposal(row["id"], status=model["status"], accuracy=accuracy,
                                              reason=model["reason"])
-                settled.append(Outcome(proposal, model["status"], accuracy, model["reason"] or ""))
+                settled.append(Outcome(proposal, model["status"], accuracy, model["reason"] or "",
+                                       "train" if model["status"] == "failed" else None, row["nn"]))
             else:
-                pending.append(proposal)
+                pending.append(Admission(proposal, Verdict.accept(), row["nn"], row["id"]))
         self._tell({o.proposal.strategy for o in settled}, settled)
         if settled:
             self._load_history()
         return pending
 
-
-def _params(source: str) -> dict:
-    try:
-        return read_params(source)
-    except TemplateError:
-        return {}
-
-
-def _no_code():
-    from nas_agent.validate.verdict import Verdict
-
-    return Verdict.reject("parse", "the strategy produced no code")

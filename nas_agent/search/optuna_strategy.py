@@ -1,4 +1,4 @@
-"""The optuna strategy: TPE over the template's parameter space, through Optuna's ask/tell interface.
+"""The optuna strategy: TPE over the template's space (any Space), through Optuna's ask/tell interface.
 
 Each proposal is one trial of a study kept in an RDB storage, so `optuna-dashboard` can open
 it and a resumed run can tell trials that were asked before a crash. Before each round the
@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from nas_agent.catalog import Catalog
 from nas_agent.search.strategy import BaseStrategy, Outcome, Proposal, RoundContext
-from nas_agent.space.fractal import FractalSpace
+from nas_agent.space.protocol import Space
 from nas_agent.space.template import Template
 
 # One INFO line per trial would scroll through the live display.
@@ -26,10 +26,10 @@ ATTEMPTS_PER_PROPOSAL = 20   # asks per proposal before giving up on finding a p
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """The study `name` in `storage`, created or re-opened, maximizing, with a seeded TPE sampler."""
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", pruner=pruner,
-                                load_if_exists=True)
+               pruner: optuna.pruners.BasePruner | None = None, *, lower_is_better: bool = False) -> optuna.Study:
+    """The study `name` in `storage`, created or re-opened, in the metric's direction, with a seeded TPE sampler."""
+    study = optuna.create_study(storage=storage, study_name=name, pruner=pruner, load_if_exists=True,
+                                direction="minimize" if lower_is_better else "maximize")
     # Offset the seed by the trials already there: a re-opened study with the bare seed would
     # replay its first session's random draws and propose the same points again. Multivariate:
     # the dimensions interact (depth with width, lr with batch size); constant liar: a round's
@@ -56,11 +56,11 @@ def tell_outcome(study: optuna.Study, outcome: Outcome) -> None:
     """
     if outcome.status == "interrupted":
         return
-    trial = running_trial(study, outcome.proposal.token)
+    trial = running_trial(study, outcome.proposal.trial)
     if trial is None:
         return
-    if outcome.proposal.name:
-        trial.set_user_attr("model", outcome.proposal.name)
+    if outcome.name:
+        trial.set_user_attr("model", outcome.name)
     trial.set_user_attr("outcome", f"{outcome.status}: {outcome.reason}" if outcome.reason else outcome.status)
     if outcome.status == "stopped":
         study.tell(trial, state=TrialState.PRUNED)   # Optuna keeps its last reported accuracy as the value
@@ -72,20 +72,24 @@ def tell_outcome(study: optuna.Study, outcome: Outcome) -> None:
 
 def _label(value):
     """A parameter value as an Optuna categorical choice (element orders as "conv,bn,act,dropout")."""
-    return ",".join(value) if isinstance(value, (tuple, list)) else value
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
 
 
 class OptunaStrategy(BaseStrategy):
-    """TPE over the space's dimensions; each proposal is the template rendered with one trial's parameters."""
+    """TPE over the space's dimensions; each proposal is the template rendered with one trial's parameters.
+
+    `lower_is_better`: the task's metric is minimised (a generator's bits/dim), not maximised.
+    """
 
     name = "optuna"
 
-    def __init__(self, space: FractalSpace, storage: str, study_name: str, seed: int = 0):
+    def __init__(self, space: Space, storage: str, study_name: str, seed: int = 0, *, lower_is_better: bool = False):
+        self.space = space
         # The value behind each choice label, per dimension (labels are what Optuna stores).
-        self.values = {name: {_label(v): v for v in values} for name, values in space._dimensions()}
+        self.values = {name: {_label(v): v for v in values} for name, values in space.dimensions().items()}
         self.distributions = {name: CategoricalDistribution(list(labels)) for name, labels in self.values.items()}
         self.storage = optuna.storages.RDBStorage(storage)
-        self.study = open_study(self.storage, study_name, seed)
+        self.study = open_study(self.storage, study_name, seed, lower_is_better=lower_is_better)
 
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
         self.warm_start(context.catalog, context.template, context.config.task)
@@ -97,10 +101,10 @@ class OptunaStrategy(BaseStrategy):
             trial = self.study.ask(self.distributions)
             if self._settle_repeat(trial):
                 continue
-            values = {name: self.values[name][label] for name, label in trial.params.items()}
-            change = ", ".join(f"{name}={label}" for name, label in trial.params.items())
-            proposals.append(Proposal(self.name, parent, change, context.template.render(values),
-                                      token=trial.number))
+            params = self._params(trial.params)
+            change = ", ".join(f"{name}={_label(value)}" for name, value in params.items())
+            proposals.append(Proposal(self.name, parent, change, context.template.render(params),
+                                      trial=trial.number))
         return proposals
 
     def observe(self, outcomes: list[Outcome]) -> None:
@@ -132,30 +136,37 @@ class OptunaStrategy(BaseStrategy):
         It is not when a value lies outside the space, or a parameter the space does not cover
         differs from the template's default (the model is then another design).
         """
-        point = {}
+        point = self.space.point_of(params)
+        if point is None:
+            return None
+        region = self.space.region_values(params)
         for name, value in params.items():
-            if name in self.values:
-                if _label(value) not in self.values[name]:
-                    return None
-                point[name] = _label(value)
-            elif name in template.defaults and json.dumps(value) != json.dumps(template.defaults[name]):
+            if name not in region and name in template.defaults and json.dumps(value) != json.dumps(template.defaults[name]):
                 return None
-        return point if len(point) == len(self.values) else None
+        return {name: _label(value) for name, value in point.items()}
+
+    def _params(self, labels: dict) -> dict:
+        """The template parameters of a trial's labels."""
+        return self.space.params_of({name: self.values[name][label] for name, label in labels.items()})
 
     def _settle_repeat(self, trial: optuna.trial.Trial) -> bool:
         """Tell a trial that repeats an earlier point what that point got; True when it was a repeat.
 
         A repeat would render the same code, which the loop would only reject as a duplicate:
-        its known accuracy (or FAIL, when there is none yet) is told at once instead.
+        its known accuracy (or FAIL, when there is none yet) is told at once instead. Points that
+        differ only in dimensions the template ignores (a generator's unused levels) repeat too.
         """
+        params = self._params(trial.params)
         same = [t for t in self.study.get_trials(deepcopy=False)
-                if t.number != trial.number and t.params == trial.params]
+                if t.number != trial.number and t.params.keys() == trial.params.keys()
+                and self._params(t.params) == params]
         if not same:
             return False
         trial.set_user_attr("repeat_of", same[0].number)
         values = [t.value for t in same if t.state == TrialState.COMPLETE]
         if values:
-            self.study.tell(trial, max(values))
+            best = min if self.study.direction == optuna.study.StudyDirection.MINIMIZE else max
+            self.study.tell(trial, best(values))
         else:
             self.study.tell(trial, state=TrialState.FAIL)
         return True

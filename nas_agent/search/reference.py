@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nas_agent.candidate import Candidate
 from nas_agent.catalog import Catalog, prm_uid
 from nas_agent.catalog.records import REFERENCE_ORIGIN
 from nas_agent.config import Config
 from nas_agent.search.trainer import CandidateFile, register
-from nas_agent.space.template import load_template, render_params
-from nas_agent.validate.normalize import code_hash
-
+from nas_agent.space.template import load_template, render_tree
 
 
 def reference_candidate(config: Config) -> CandidateFile | None:
@@ -22,9 +21,8 @@ def reference_candidate(config: Config) -> CandidateFile | None:
     if not settings.template:
         return None
     template = load_template(settings.template)
-    source = render_params(template.source, settings.params) if settings.params else template.source
-    return CandidateFile(Path(template.path), source, code_hash(source), template.family,
-                         {**template.defaults, **settings.params})
+    module = render_tree(template.tree, settings.params)
+    return CandidateFile(Path(template.path), Candidate.of_module(module.code, module), template.family)
 
 
 def register_reference(catalog: Catalog, config: Config, run_id: str | None = None) -> str | None:

@@ -1,20 +1,24 @@
 """What search strategies share: the round's context, proposals, outcomes, and parent selection.
 
 A strategy turns the round's parents into proposals (candidate code plus the one-line
-change that made it); the loop validates, deduplicates, trains and records them, then
-hands each strategy the outcomes of its own proposals so it can learn from every verdict.
+change that made it); the loop alone validates, deduplicates, trains and records them,
+then hands each strategy the outcomes of its own proposals so it can learn from every
+verdict (and, in the same round, propose follow-ups such as the llm's repairs).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Protocol
 
+import libcst as cst
+
+from nas_agent.candidate import parse_module
 from nas_agent.catalog import Catalog
 from nas_agent.config import Config
 from nas_agent.space.template import Template, TemplateError, read_params
-from nas_agent.validate.pipeline import Validation
 
 STRATEGIES = ("llm", "mutate", "optuna", "hpo")
 
@@ -28,31 +32,45 @@ class Parent:
     accuracy: float | None = None
     params: dict = field(default_factory=dict)   # its template parameters, when it has a parameter region
 
+    @cached_property
+    def module(self) -> cst.Module:
+        """The parent's syntax tree, parsed once however many edits a round renders from it."""
+        return parse_module(self.source)
 
-@dataclass
+
+@dataclass(frozen=True)
 class Proposal:
-    """One candidate a strategy proposes, and what the loop learns about it."""
+    """One candidate a strategy proposes: what it changed, from which parent, and the strategy's own handle.
+
+    A proposal is a value: the loop validates and records it and reports back with an Outcome.
+    `source` is None when the strategy could not produce code (`problem` says why), and for an
+    hpo trial, which retrains the catalogued model `parent` with `train` overrides of [train].
+    """
 
     strategy: str
     parent: str | None
     change: str                               # one line a person (and the LLM) can read
-    source: str | None                        # None: the strategy could not produce code (see `validation`)
-    validation: Validation | None = None      # set when the strategy validated it already (llm)
+    source: str | None
+    problem: str = ""                         # why there is no source (an LLM answer without usable code)
     train: dict | None = None                 # hpo: overrides of [train]; the model is `parent`
-    token: Any = None                         # the strategy's own handle (an Optuna trial number, …)
-    # filled in by the loop
-    name: str | None = None                   # the catalogued model it became (or repeats)
-    proposal_id: int | None = None
+    trial: int | None = None                  # the Optuna trial it is (optuna, hpo)
+    llm_call: int | None = None               # the llm_call row it came from (llm)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    """What became of a proposal: rejected, duplicate, done, failed or stopped, with its accuracy."""
+    """What became of a proposal: rejected, duplicate, done, failed, stopped or interrupted.
+
+    `accuracy` is the catalogued model's best score (done / stopped / a known duplicate), `name`
+    the model it became or repeats, `stage` the validation stage that rejected it.
+    """
 
     proposal: Proposal
     status: str
-    accuracy: float | None = None             # best test accuracy (done / stopped / known duplicate)
+    accuracy: float | None = None
     reason: str = ""
+    stage: str | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -79,6 +97,10 @@ class Strategy(Protocol):
         """Learn from what became of this strategy's proposals."""
         ...
 
+    def follow_up(self, context: RoundContext) -> list[Proposal]:
+        """More proposals in the same round, after `observe` saw its rejections (the llm's repairs)."""
+        ...
+
     def should_stop(self, proposal: Proposal, epoch: int, accuracy: float) -> bool:
         """After each epoch of a proposal's training: stop it early (pruning)?"""
         ...
@@ -94,6 +116,9 @@ class BaseStrategy:
 
     def observe(self, outcomes: list[Outcome]) -> None:
         pass
+
+    def follow_up(self, context: RoundContext) -> list[Proposal]:
+        return []
 
     def should_stop(self, proposal: Proposal, epoch: int, accuracy: float) -> bool:
         return False

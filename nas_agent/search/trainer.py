@@ -19,10 +19,11 @@ from typing import Callable, Iterable
 from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.errors import UserError
-from nas_agent.space.template import TemplateError, family_from_stem, read_family, read_params, read_task
+from nas_agent.candidate import Candidate
+from nas_agent.space.template import TemplateError, family_from_stem, read_task
 from nas_agent.tasks import CLASSIFICATION, is_generative, task_of
 from nas_agent.train.job import TrainJob, TrainOutcome
-from nas_agent.validate import Validator, Verdict
+from nas_agent.validate import Validation, Validator, Verdict
 
 METRIC, METRIC_CODE = CLASSIFICATION.metric, CLASSIFICATION.metric_code   # what pre-training variants record
 
@@ -43,15 +44,31 @@ class CandidateError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class CandidateFile:
-    """A candidate read from disk and validated (its code ran only in the smoke sandbox, if at all)."""
+    """A validated candidate (or a trusted template rendering) ready to be catalogued, and where it came from."""
 
     path: Path
-    source: str
-    code_hash: str
+    candidate: Candidate
     family: str
-    template_params: dict
     struct_hash: str | None = None
     n_params: int | None = None
+
+    @classmethod
+    def of(cls, validation: Validation, path: Path, default_family: str) -> CandidateFile:
+        """The registrable form of an accepted validation (the family the file declares, else `default_family`)."""
+        return cls(path, validation.candidate, validation.candidate.family_or(default_family),
+                   struct_hash=validation.struct_hash, n_params=validation.n_params)
+
+    @property
+    def source(self) -> str:
+        return self.candidate.source
+
+    @property
+    def code_hash(self) -> str:
+        return self.candidate.code_hash
+
+    @property
+    def template_params(self) -> dict:
+        return dict(self.candidate.params)
 
     def name(self, config: Config) -> str:
         return lemur_name(config.task, config.dataset, metric_of(config.task)[0], self.family, self.code_hash)
@@ -90,13 +107,7 @@ def read_candidate(path: str | Path, validator: Validator, task: str | None = No
     result = validator.validate(source, str(path))
     if not result.ok:
         raise CandidateError(path, result.verdict)
-    try:
-        params = read_params(source)
-    except TemplateError:
-        params = {}  # a hand-written file need not come from a template
-    family = read_family(source, default=family_from_stem(path.stem))
-    return CandidateFile(path, source, result.code_hash, family, params,
-                         struct_hash=result.struct_hash, n_params=result.n_params)
+    return CandidateFile.of(result, path, default_family=family_from_stem(path.stem))
 
 
 def transform_of(config: Config) -> tuple[str, str]:

@@ -1,8 +1,9 @@
-"""Template files: read and rewrite the declared parameter region with libcst.
+"""Template files: rewrite the parameter region with libcst, read and replace the editable regions.
 
 A template is an ordinary candidate file whose tunable constants sit between two
-marker comments. Tools (the generator, mutations, the LLM prompt) change only that
-region, and they do it on the syntax tree, never by pasting strings.
+marker comments (read by `nas_agent.candidate.declared`). Tools (the generator,
+mutations, the LLM prompt) change only that region, and they do it on the syntax
+tree, never by pasting strings.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from typing import Any
 
 import libcst as cst
 
-from nas_agent.candidate import CandidateSyntaxError, parse_module
-from nas_agent.errors import UserError
+from nas_agent.candidate.declared import (BEGIN_MARKER, END_MARKER, FAMILY_PATTERN, TemplateError, family_from_stem,
+                                          is_valid_family, read_family, read_params, read_string_constant, read_task,
+                                          region_assignments)
+from nas_agent.candidate.syntax import CandidateSyntaxError, parse_module
 
-BEGIN_MARKER = "# --- nas-agent: template parameters (begin) ---"
-END_MARKER = "# --- nas-agent: template parameters (end) ---"
+# Re-exported: what a file declares is read in the candidate package, below this one.
+__all__ = ["BEGIN_MARKER", "END_MARKER", "FAMILY_PATTERN", "Template", "TemplateError", "changed_outside_regions",
+           "editable_regions", "family_from_stem", "has_regions", "is_valid_family", "load_template",
+           "load_templates", "read_family", "read_params", "read_string_constant", "read_task", "render_params",
+           "render_tree", "replace_regions"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-
-
-class TemplateError(UserError, ValueError):
-    """A template or a parameter assignment that cannot be read or rendered."""
 
 
 @dataclass(frozen=True)
@@ -52,86 +54,6 @@ class Template:
         return render_params(self.tree, values)
 
 
-def _has_comment(statement: cst.CSTNode, text: str) -> bool:
-    return any(line.comment is not None and line.comment.value.strip() == text
-               for line in getattr(statement, "leading_lines", ()))
-
-
-def _region_assignments(module: cst.Module):
-    """Yield (name, Assign node) for each assignment inside the parameter region."""
-    inside = False
-    seen_begin = False
-    for statement in module.body:
-        if _has_comment(statement, END_MARKER):
-            inside = False
-        if _has_comment(statement, BEGIN_MARKER):
-            inside = seen_begin = True
-        if not inside:
-            continue
-        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
-                and isinstance(statement.body[0], cst.Assign)
-                and len(statement.body[0].targets) == 1
-                and isinstance(statement.body[0].targets[0].target, cst.Name)):
-            raise TemplateError("the parameter region may hold only simple `NAME = literal` assignments")
-        assign = statement.body[0]
-        yield assign.targets[0].target.value, assign
-    if not seen_begin:
-        raise TemplateError(f"no parameter region: expected a line {BEGIN_MARKER!r}")
-
-
-def read_params(source: str) -> dict[str, Any]:
-    """The literal values assigned in a source's parameter region."""
-    module = _parse(source)
-    params = {}
-    for name, assign in _region_assignments(module):
-        try:
-            params[name] = ast.literal_eval(module.code_for_node(assign.value))
-        except (ValueError, SyntaxError) as exc:
-            raise TemplateError(f"parameter {name} is not a literal: {exc}") from None
-    return params
-
-
-# A family names the model (`<task>_<dataset>_<metric>_<family>-<hash>`) and with it the job and
-# checkpoint folders: letters, digits and hyphens only, so no FAMILY can walk out of a folder
-# ("../..") or break LEMUR's "_"-separated names.
-FAMILY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,79}")
-
-
-def is_valid_family(family: str) -> bool:
-    """Whether `family` may name models: 1-80 ASCII letters, digits and hyphens, not starting with a hyphen."""
-    return isinstance(family, str) and FAMILY_PATTERN.fullmatch(family) is not None
-
-
-def family_from_stem(stem: str) -> str:
-    """A valid family made from a file name (`my_model` -> `my-model`), for files that declare none."""
-    cleaned = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", stem)).strip("-")[:80]
-    return cleaned or "Net"
-
-
-def read_family(source: str | cst.Module, default: str = "Net") -> str:
-    """The module-level FAMILY constant, or `default` when the file declares none."""
-    return read_string_constant(source, "FAMILY", default)
-
-
-def read_task(source: str | cst.Module, default: str = "img-classification") -> str:
-    """The module-level TASK constant (e.g. "img-generation"), or `default` when the file declares none."""
-    return read_string_constant(source, "TASK", default)
-
-
-def read_string_constant(source: str | cst.Module, name: str, default: str) -> str:
-    """The string literal assigned to module-level `name`, read from the syntax tree (nothing runs)."""
-    module = _parse(source) if isinstance(source, str) else source
-    for statement in module.body:
-        if isinstance(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                if (isinstance(small, cst.Assign) and len(small.targets) == 1
-                        and isinstance(small.targets[0].target, cst.Name)
-                        and small.targets[0].target.value == name
-                        and isinstance(small.value, cst.SimpleString)):
-                    return small.value.evaluated_value
-    return default
-
-
 def render_params(source: str | cst.Module, values: dict[str, Any]) -> str:
     """Rewrite the parameter region's assignments with `values` (unknown names are an error)."""
     return render_tree(source, values).code
@@ -140,7 +62,7 @@ def render_params(source: str | cst.Module, values: dict[str, Any]) -> str:
 def render_tree(source: str | cst.Module, values: dict[str, Any]) -> cst.Module:
     """Like render_params, returning the libcst module (for checks that would re-parse the text)."""
     module = _parse(source) if isinstance(source, str) else source
-    assignments = dict(_region_assignments(module))
+    assignments = dict(region_assignments(module))
     unknown = set(values) - set(assignments)
     if unknown:
         raise TemplateError(f"not template parameters: {', '.join(sorted(unknown))}")

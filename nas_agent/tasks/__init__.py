@@ -2,17 +2,22 @@
 
 One `Task` value per family, looked up by name (`task_of`): its LEMUR metric and that metric's
 direction, the output shape its candidates must have, the prompt the LLM edits them with, the
-configuration `--task` loads, and whether it is generative (its forward returns each image's
+configuration `--task` loads, its search space (built from `[space]`: the strategies search
+it through the Space protocol), and whether it is generative (its forward returns each image's
 negative log-likelihood and it sees its test images). Stages decide with these facts instead
-of comparing task names. This is the lowest layer above plain values: it imports nothing of
+of comparing task names. It sits beside `space` in the lowest layers and imports nothing of
 train, validate or search, which keep their own part of a family (the generative trainer in
-`train.generative`, its smoke forward in `validate.generative_smoke`, its mutations in
-`search.generative_mutate`).
+`train.generative`, its smoke forward in `validate.generative_smoke`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
+
+from nas_agent.space.fractal import FractalSpace
+from nas_agent.space.generative import GenerativeSpace
+from nas_agent.space.protocol import Space
 
 from nas_agent.tasks.classification import ACC_METRIC, ACC_METRIC_CODE, TASK_CLASSIFICATION
 from nas_agent.tasks.generation import (
@@ -37,12 +42,14 @@ class Task:
     prompt: str                            # prompts/<prompt>.txt, the LLM's edit prompt
     config: str | None                     # conf/<config>.toml that `--task` loads when no --config is given
     generative: bool                       # forward returns per-image NLL; scored from per-value logits
+    space_of: Callable[[dict[str, Any]], Space]   # the search space a `[space]` section describes (ValueError if bad)
 
 
 CLASSIFICATION = Task(TASK_CLASSIFICATION, ACC_METRIC, ACC_METRIC_CODE, lower_is_better=False, out_shape=None,
-                      prompt="edit", config=None, generative=False)
+                      prompt="edit", config=None, generative=False, space_of=FractalSpace.from_config)
 GENERATION = Task(TASK_GENERATION, BPD_METRIC, BPD_METRIC_CODE, lower_is_better=True,
-                  out_shape=GENERATION_OUT_SHAPE, prompt="edit_generative", config="generative", generative=True)
+                  out_shape=GENERATION_OUT_SHAPE, prompt="edit_generative", config="generative", generative=True,
+                  space_of=GenerativeSpace.from_config)
 TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, GENERATION)}
 
 

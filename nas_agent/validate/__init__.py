@@ -1,7 +1,7 @@
 """Validation of candidate code: parse, policy, contract, duplicates (code and structure), smoke run."""
 
 from nas_agent.validate.contract import check_contract
-from nas_agent.validate.normalize import code_hash, normalized_source
+from nas_agent.candidate.normalize import code_hash, normalized_source
 from nas_agent.validate.pipeline import Validation, Validator, validator_for
 from nas_agent.validate.policy import PolicyConfig, check_policy
 from nas_agent.validate.smoke import SmokeLimits, SmokeResult, smoke_test

@@ -14,11 +14,10 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nas_agent.candidate import CandidateSyntaxError, parse_module
-from nas_agent.space.template import Template, changed_outside_regions, has_regions, read_family, read_task
+from nas_agent.candidate import Candidate, CandidateSyntaxError
+from nas_agent.space.template import Template, changed_outside_regions, has_regions
 from nas_agent.tasks import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.validate.contract import check_contract
-from nas_agent.validate.normalize import code_hash
 from nas_agent.validate.policy import PolicyConfig, check_policy, check_size
 from nas_agent.validate.smoke import SmokeLimits, smoke_test
 from nas_agent.validate.verdict import Verdict
@@ -26,7 +25,7 @@ from nas_agent.validate.verdict import Verdict
 
 @dataclass(frozen=True)
 class Validation:
-    """One candidate's verdict with the facts found on the way (hashes, size, cost)."""
+    """One candidate's verdict with the facts found on the way (hashes, size, cost) and the parsed candidate."""
 
     label: str
     verdict: Verdict
@@ -37,6 +36,7 @@ class Validation:
     duplicate_of: str | None = None      # the catalog model or earlier file it repeats
     known_as: str | None = None          # allow_known: the catalog model with this very code
     smoke_seconds: float | None = None
+    candidate: Candidate | None = field(default=None, repr=False, compare=False)   # None: it did not parse
 
     @property
     def ok(self) -> bool:
@@ -69,47 +69,53 @@ class Validator:
     _seen_code: dict[str, str] = field(default_factory=dict)
     _seen_struct: dict[str, str] = field(default_factory=dict)
 
-    def validate(self, source: str, label: str) -> Validation:
-        """All stages; the smoke run only when the static ones pass and smoke limits are set."""
-        result = self.check_static(source, label)
+    def validate(self, candidate: str | Candidate, label: str) -> Validation:
+        """All stages; the smoke run only when the static ones pass and smoke limits are set.
+
+        `candidate` is source text or a Candidate parsed already; either way libcst parses it once.
+        """
+        result = self.check_static(candidate, label)
         if result.ok and result.known_as is None and self.smoke is not None:
-            result = self.check_smoke(source, result)
+            result = self.check_smoke(result.candidate.source, result)
         if result.ok:
             self.remember(result)
         return result
 
-    def check_static(self, source: str, label: str) -> Validation:
+    def check_static(self, candidate: str | Candidate, label: str) -> Validation:
         """parse, policy, contract, template regions and the code-hash duplicate check; nothing runs."""
-        if self.policy_enabled:
+        source = candidate.source if isinstance(candidate, Candidate) else candidate
+        if self.policy_enabled:  # before parsing: an oversized file is not worth a parse
             verdict = check_size(source, self.policy)
             if not verdict.ok:
                 return Validation(label, verdict)
-        try:
-            module = parse_module(source)
-        except CandidateSyntaxError as exc:
-            return Validation(label, Verdict.reject("parse", str(exc)))
+        if not isinstance(candidate, Candidate):
+            try:
+                candidate = Candidate.parse(source)
+            except CandidateSyntaxError as exc:
+                return Validation(label, Verdict.reject("parse", str(exc)))
+        module = candidate.module
         # The policy comes first: code that fails it never reaches a process that runs it.
         checks = ([lambda m: check_policy(m, self.policy, text=source)] if self.policy_enabled else []) \
             + [check_contract]
         for check in checks:
             verdict = check(module)
             if not verdict.ok:
-                return Validation(label, verdict)
-        template = self.templates.get(read_family(module, default=""))
+                return Validation(label, verdict, candidate=candidate)
+        template = self.templates.get(candidate.family_or(""))
         if template is not None and has_regions(source):
             changed = changed_outside_regions(source, template)
             if changed:
-                return Validation(label, Verdict.reject("contract", changed))
-        digest = code_hash(source)
+                return Validation(label, Verdict.reject("contract", changed), candidate=candidate)
+        digest = candidate.code_hash
         known = self.catalog.find_by_code_hash(digest) if self.catalog is not None else None
         if known and self.allow_known:
-            return Validation(label, Verdict.accept(), code_hash=digest, known_as=known)
+            return Validation(label, Verdict.accept(), code_hash=digest, known_as=known, candidate=candidate)
         twin = self._seen_code.get(digest) or known
         if twin:
             return Validation(label, Verdict.reject(
                 "duplicate", f"same code as {twin} once comments, formatting and local names are ignored"),
-                code_hash=digest, duplicate_of=twin)
-        return Validation(label, Verdict.accept(), code_hash=digest)
+                code_hash=digest, duplicate_of=twin, candidate=candidate)
+        return Validation(label, Verdict.accept(), code_hash=digest, candidate=candidate)
 
     def check_smoke(self, source: str, static: Validation) -> Validation:
         """Run the candidate once in the sandbox; reject it there or as a structural duplicate."""
@@ -118,7 +124,7 @@ class Validator:
         workdir = root / f"smoke-{(static.code_hash or 'candidate')[:12]}"
         try:
             # A generator (TASK = "img-generation") is smoke-run on uint8 images and must return NLLs.
-            task = read_task(source)
+            task = static.candidate.task_or("img-classification") if static.candidate else "img-classification"
             shapes = {"out_shape": GENERATION_OUT_SHAPE} if is_generative(task) else {}
             smoke = smoke_test(source, workdir, self.smoke, task=task, **shapes)
         finally:
