@@ -67,3 +67,37 @@ def test_no_unit_depends_on_itself_through_others():
     assert graph["report"] <= {"catalog", "config", "errors"}, sorted(graph["report"])
     # The cli is the top: nothing imports it.
     assert not [unit for unit, targets in graph.items() if "cli" in targets and unit != "cli"]
+
+
+# The layers, top to bottom (README "How it works"): a unit may import units of its own layer or below.
+LAYERS = (
+    {"cli"},
+    {"search", "report", "export", "export_standalone"},
+    {"llm", "validate", "train", "catalog"},
+    {"tasks", "space", "sandbox", "fractals", "data", "device"},
+    {"candidate", "config", "errors"},
+)
+
+
+def test_every_import_points_down_the_layers():
+    rank = {unit: depth for depth, layer in enumerate(LAYERS) for unit in layer}
+    graph = import_graph()
+    assert set(graph) <= set(rank), sorted(set(graph) - set(rank))   # a new unit must be given its layer
+    upward = sorted((unit, target) for unit, targets in graph.items() for target in targets
+                    if rank[target] < rank[unit])
+    assert not upward, upward
+    # The llm layer neither validates nor trains: the search loop does both with what it proposes.
+    assert not graph["llm"] & {"validate", "train", "search"}, sorted(graph["llm"])
+
+
+def test_no_private_name_is_imported_across_units():
+    crossing = []
+    for path in PACKAGE.rglob("*.py"):
+        unit = _unit(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nas_agent."):
+                if node.module.split(".")[1] == unit:
+                    continue
+                crossing += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}" for alias in node.names
+                             if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not crossing, crossing

@@ -46,7 +46,7 @@ _TORCHVISION_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _TORCHVISION_TEST = ("test_batch",)
 _TORCHVISION_META = "batches.meta"
 # Bump when the cache layout or decoding changes, so old cache files are not reused.
-_CACHE_FORMAT = 1
+CACHE_FORMAT = 1
 _DECODE_BATCH = 2048
 _HINT = (
     "pass --data-dir PATH (a torchvision CIFAR-10 root, or a folder/.tar.gz with "
@@ -125,8 +125,8 @@ def resolve_cifar10(
         cache_path.unlink()
     tensors = _read_source(source)
     cache_root.mkdir(parents=True, exist_ok=True)
-    _save_atomically(
-        {"format": _CACHE_FORMAT, **tensors, "classes": list(CIFAR10_CLASSES), "source": source.description},
+    save_atomically(
+        {"format": CACHE_FORMAT, **tensors, "classes": list(CIFAR10_CLASSES), "source": source.description},
         cache_path,
     )
     return cache_path
@@ -152,8 +152,8 @@ def load_cache(path: str | os.PathLike) -> ImageDataset:
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != _CACHE_FORMAT:
-            raise ValueError(f"cache format {payload.get('format')!r}, expected {_CACHE_FORMAT}")
+        if payload.get("format") != CACHE_FORMAT:
+            raise ValueError(f"cache format {payload.get('format')!r}, expected {CACHE_FORMAT}")
         return ImageDataset(
             train_x=payload["train_x"],
             train_y=payload["train_y"],
@@ -244,7 +244,7 @@ def _download(torchvision_root: Path, tried: list[str]) -> None:
 
 def _cache_key(source: _Source) -> str:
     """Short hash of what the source is and its current state, so a changed source is decoded again."""
-    digest = hashlib.sha256(f"{_CACHE_FORMAT}\n{source.kind}\n{source.path}\n".encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{source.kind}\n{source.path}\n".encode())
     if source.path.is_file():
         stat = source.path.stat()
         digest.update(f"{stat.st_size} {stat.st_mtime_ns}\n".encode())
@@ -461,7 +461,7 @@ def _balanced_indices(
     return torch.cat(picked).sort().values
 
 
-def _save_atomically(payload: dict, path: Path) -> None:
+def save_atomically(payload: dict, path: Path) -> None:
     """Write via a temporary file and rename, so a killed process never leaves half a cache file."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 # The trainer's cache format and atomic writer: the worker reads these files with load_cache().
-from nas_agent.data.cifar import _CACHE_FORMAT, _save_atomically
+from nas_agent.data.cifar import CACHE_FORMAT, save_atomically
 
 DATASET_FILE = "dataset.pt"
 META_FILE = "meta.json"
@@ -85,7 +85,7 @@ def write_dataset(out: Path, train_x, train_y, test_x, test_y, meta: dict) -> Sy
     classes = int(meta["classes"])
     x, y = torch.cat([train_x, test_x]), torch.cat([train_y, test_y])
     meta = {**meta, "hash": content_hash(x, y), "train": len(train_x), "test": len(test_x)}
-    _save_atomically({"format": _CACHE_FORMAT, "train_x": train_x.contiguous(), "train_y": train_y.contiguous(),
+    save_atomically({"format": CACHE_FORMAT, "train_x": train_x.contiguous(), "train_y": train_y.contiguous(),
                       "test_x": test_x.contiguous(), "test_y": test_y.contiguous(),
                       "classes": [f"fractal-{k:04d}" for k in range(classes)],
                       "source": f"{meta.get('kind', 'synthetic')} {meta['hash'][:12]} ({out})"}, out / DATASET_FILE)
