@@ -21,7 +21,7 @@ from nas_agent.config import Config
 from nas_agent.errors import UserError
 from nas_agent.candidate import Candidate
 from nas_agent.space.template import TemplateError, family_from_stem, read_task
-from nas_agent.tasks import CLASSIFICATION, is_generative, task_of
+from nas_agent.tasks import CLASSIFICATION, task_of
 from nas_agent.train.job import TrainJob, TrainOutcome
 from nas_agent.validate import Validation, Validator, Verdict
 
@@ -111,28 +111,8 @@ def read_candidate(path: str | Path, validator: Validator, task: str | None = No
 
 
 def transform_of(config: Config) -> tuple[str, str]:
-    """LEMUR transform name and the equivalent torchvision code of the run's augmentation."""
-    t = config.train
-    parts, steps = [], []
-    if is_generative(config.task):  # generators see the exact uint8 values: no crop, no normalisation
-        parts = ["flip"] if t.flip else []
-        steps = ["transforms.RandomHorizontalFlip()"] if t.flip else []
-        body = ",\n        ".join(steps + ["transforms.PILToTensor()"])
-        code = ("import torchvision.transforms as transforms\n\n\n"
-                f"def transform(norm):\n    return transforms.Compose([\n        {body},\n    ])\n")
-        return "_".join(parts + ["uint8"]), code
-    if t.crop_padding:
-        parts.append(f"crop{t.crop_padding}")
-        steps.append(f"transforms.RandomCrop(32, padding={t.crop_padding}, padding_mode='reflect')")
-    if t.flip:
-        parts.append("flip")
-        steps.append("transforms.RandomHorizontalFlip()")
-    parts.append("norm")
-    steps += ["transforms.ToTensor()", "transforms.Normalize(*norm)"]
-    body = ",\n        ".join(steps)
-    code = ("import torchvision.transforms as transforms\n\n\n"
-            f"def transform(norm):\n    return transforms.Compose([\n        {body},\n    ])\n")
-    return "_".join(parts), code
+    """LEMUR transform name and the equivalent torchvision code of the run's augmentation (the task's own)."""
+    return task_of(config.task).transform_of(config.train)
 
 
 def trial_prm(config: Config) -> dict:

@@ -2,7 +2,7 @@
 
 One `Task` value per family, looked up by name (`task_of`): its LEMUR metric and that metric's
 direction, the output shape its candidates must have, the prompt the LLM edits them with, the
-configuration `--task` loads, its search space (built from `[space]`: the strategies search
+configuration `--task` loads, its transform, its search space (built from `[space]`: the strategies search
 it through the Space protocol), and whether it is generative (its forward returns each image's
 negative log-likelihood and it sees its test images). Stages decide with these facts instead
 of comparing task names. It sits beside `space` in the lowest layers and imports nothing of
@@ -19,13 +19,14 @@ from nas_agent.space.fractal import FractalSpace
 from nas_agent.space.generative import GenerativeSpace
 from nas_agent.space.protocol import Space
 
-from nas_agent.tasks.classification import ACC_METRIC, ACC_METRIC_CODE, TASK_CLASSIFICATION
+from nas_agent.tasks.classification import ACC_METRIC, ACC_METRIC_CODE, TASK_CLASSIFICATION, classification_transform
 from nas_agent.tasks.generation import (
     BPD_METRIC,
     BPD_METRIC_CODE,
     GENERATION_OUT_SHAPE,
     TASK_GENERATION,
     bits_per_dim,
+    generation_transform,
     is_generative,
 )
 
@@ -43,13 +44,15 @@ class Task:
     config: str | None                     # conf/<config>.toml that `--task` loads when no --config is given
     generative: bool                       # forward returns per-image NLL; scored from per-value logits
     space_of: Callable[[dict[str, Any]], Space]   # the search space a `[space]` section describes (ValueError if bad)
+    transform_of: Callable[[Any], tuple[str, str]]   # LEMUR transform name and code of a [train] section
 
 
 CLASSIFICATION = Task(TASK_CLASSIFICATION, ACC_METRIC, ACC_METRIC_CODE, lower_is_better=False, out_shape=None,
-                      prompt="edit", config=None, generative=False, space_of=FractalSpace.from_config)
+                      prompt="edit", config=None, generative=False, space_of=FractalSpace.from_config,
+                      transform_of=classification_transform)
 GENERATION = Task(TASK_GENERATION, BPD_METRIC, BPD_METRIC_CODE, lower_is_better=True,
                   out_shape=GENERATION_OUT_SHAPE, prompt="edit_generative", config="generative", generative=True,
-                  space_of=GenerativeSpace.from_config)
+                  space_of=GenerativeSpace.from_config, transform_of=generation_transform)
 TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, GENERATION)}
 
 

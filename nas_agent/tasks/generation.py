@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from nas_agent.tasks.classification import transform_code
+
 TASK_GENERATION = "img-generation"
 BPD_METRIC = "bpd"                    # bits per dimension: lower is better
 GENERATION_OUT_SHAPE = (256,)         # out_shape of a generator: the values a sub-pixel can take
@@ -28,3 +30,9 @@ def is_generative(task: str) -> bool:
 def bits_per_dim(nll_nats_sum: float, n_images: int, dims: int) -> float:
     """Bits per sub-pixel value from a summed negative log-likelihood in nats over `n_images`."""
     return nll_nats_sum / (max(n_images, 1) * dims * math.log(2))
+
+
+def generation_transform(train) -> tuple[str, str]:
+    """A generator's transform: the exact uint8 values (no crop, no normalisation), flipped when [train] flips."""
+    steps = ["transforms.RandomHorizontalFlip()"] if train.flip else []
+    return "_".join((["flip"] if train.flip else []) + ["uint8"]), transform_code(steps + ["transforms.PILToTensor()"])
