@@ -395,6 +395,23 @@ def test_runs_start_and_end(cat):
         cat.end_run("no-such-run", "failed")
 
 
+def test_a_run_block_always_ends_its_run_with_how_the_block_ended(cat):
+    with cat.run("nas-agent train", {}) as run:
+        pass
+    with pytest.raises(KeyboardInterrupt), cat.run("nas-agent train", {}) as interrupted:
+        raise KeyboardInterrupt
+    with pytest.raises(OSError), cat.run("nas-agent train", {}) as failed:
+        raise OSError("disk full")
+    with cat.run("nas-agent search", {}) as caught:
+        caught.status = "interrupted"           # the block caught Ctrl-C itself and says so
+    with cat.run("nas-agent search --resume", {}, resume=failed.id) as resumed:
+        assert cat.get_run(failed.id)["status"] == "running"
+    statuses = {r["id"]: r["status"] for r in cat.runs()}
+    assert [statuses[r.id] for r in (run, interrupted, caught, resumed)] == \
+        ["finished", "interrupted", "interrupted", "finished"]
+    assert len(statuses) == 4 and resumed.id == failed.id
+
+
 def test_data_survives_reopening(tmp_path):
     path = tmp_path / "catalog.sqlite"
     rec = model()

@@ -16,6 +16,7 @@ import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -93,6 +94,14 @@ LEFT JOIN transform t ON t.name = s.transform
 WHERE :only_best = 0 OR s.pos = 1
 ORDER BY s.task, s.dataset, s.metric, s.nn, s.epoch
 """
+
+
+@dataclass
+class Run:
+    """An open run: its id, and the status it will end with when the block set one."""
+
+    id: str
+    status: str | None = None
 
 
 class CatalogError(UserError):
@@ -576,6 +585,27 @@ class Catalog:
         with self._write() as w:
             if not w.execute("UPDATE run SET status = 'running', ended = NULL WHERE id = ?", (run_id,)).rowcount:
                 raise CatalogError(f"no run {run_id} in the catalog")
+
+    @contextmanager
+    def run(self, command: str, config: dict, *, resume: str | None = None) -> Iterator[Run]:
+        """A run for the length of the block (a new one, or `resume`'s re-opened), always closed.
+
+        It ends "finished" when the block does, "interrupted" on Ctrl-C, "failed" on any other
+        error (both re-raised), unless the block set `run.status` itself.
+        """
+        if resume:
+            self.reopen_run(resume)
+        current = Run(resume or self.start_run(command, config))
+        try:
+            yield current
+        except KeyboardInterrupt:
+            current.status = current.status or "interrupted"
+            raise
+        except BaseException:
+            current.status = current.status or "failed"
+            raise
+        finally:
+            self.end_run(current.id, current.status or "finished")
 
     def best_accuracy(self, name: str, prm: dict | None = None) -> float | None:
         """The model's best test accuracy over all its trials, or over the trial with these hyperparameters."""

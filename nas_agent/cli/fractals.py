@@ -280,21 +280,19 @@ def pretrain(
         variant = Variant.of(on)
         cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
         with Catalog(cfg.catalog) as cat:
-            run_id = cat.start_run(command_line(), cfg.to_dict())
-            status = "failed"
-            try:
-                if Path(name).is_file():
-                    validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
-                    model = register(cat, read_candidate(Path(name), validator), cfg, origin="manual", run_id=run_id)
-                else:
-                    model = resolve_name(cat, name)
-                result = _run_with_progress(Pretrainer(cat, cfg, cache, run_id=run_id), model, variant, cfg)
-                status = "finished"
-            except KeyboardInterrupt:
-                status = "interrupted"
-                raise typer.Exit(130)
-            finally:
-                cat.end_run(run_id, status)
+            with cat.run(command_line(), cfg.to_dict()) as run:
+                try:
+                    if Path(name).is_file():
+                        validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox",
+                                                  allow_known=True)
+                        model = register(cat, read_candidate(Path(name), validator), cfg, origin="manual",
+                                         run_id=run.id)
+                    else:
+                        model = resolve_name(cat, name)
+                    result = _run_with_progress(Pretrainer(cat, cfg, cache, run_id=run.id), model, variant, cfg)
+                except KeyboardInterrupt:
+                    run.status = "interrupted"
+                    raise typer.Exit(130)
             rows = variant_board(cat, [model])
     except (FractalDataError, ValueError, *USER_ERRORS) as exc:
         fail(str(exc))

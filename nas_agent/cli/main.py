@@ -107,54 +107,48 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 
     # Find the data before touching the catalog: a wrong path must leave the catalog as it was.
     cache = resolve_cifar10(cfg.data.dir or None, cfg.data.cache_dir or None)
-    catalog = Catalog(cfg.catalog)
-    run_id = catalog.start_run(command, cfg.to_dict())
-    status = "failed"
-    try:
-        candidates, rejected = [], 0
-        validator = validator_for(cfg, catalog=catalog, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
-        with progress_bars() as progress:
-            checking = progress.add_task("validating" + (" (smoke runs)" if validator.smoke else ""),
-                                         total=len(files))
-            for path in files:
-                try:
-                    candidate = read_candidate(path, validator, task=cfg.task)
-                except CandidateError as exc:
-                    rejected += 1
-                    catalog.add_event(str(path), "rejected", stage=exc.verdict.stage,
-                                      reason=exc.verdict.reason, run_id=run_id)
-                    err.print(f"[yellow]rejected[/] {escape(str(exc))}", highlight=False)
+    with Catalog(cfg.catalog) as catalog, catalog.run(command, cfg.to_dict()) as run:
+        run_id = run.id
+        try:
+            candidates, rejected = [], 0
+            validator = validator_for(cfg, catalog=catalog, workdir=run_dir_of(cfg) / "sandbox", allow_known=True)
+            with progress_bars() as progress:
+                checking = progress.add_task("validating" + (" (smoke runs)" if validator.smoke else ""),
+                                             total=len(files))
+                for path in files:
+                    try:
+                        candidate = read_candidate(path, validator, task=cfg.task)
+                    except CandidateError as exc:
+                        rejected += 1
+                        catalog.add_event(str(path), "rejected", stage=exc.verdict.stage,
+                                          reason=exc.verdict.reason, run_id=run_id)
+                        err.print(f"[yellow]rejected[/] {escape(str(exc))}", highlight=False)
+                    else:
+                        candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
+                    progress.advance(checking)
+            todo, skipped = [], 0
+            for name in dict.fromkeys(candidates):
+                state = catalog.get_model(name)["status"]
+                if state == "done" or (state == "failed" and not retry_failed):
+                    skipped += 1
                 else:
-                    candidates.append(register(catalog, candidate, cfg, origin=origin, run_id=run_id))
-                progress.advance(checking)
-        todo, skipped = [], 0
-        for name in dict.fromkeys(candidates):
-            state = catalog.get_model(name)["status"]
-            if state == "done" or (state == "failed" and not retry_failed):
-                skipped += 1
-            else:
-                todo.append(name)
-        if skipped:
-            console.print(f"{skipped} candidate(s) already finished in {cfg.catalog}: skipped"
-                          + ("" if retry_failed else " (failed ones too; --retry-failed trains them again)"))
-        if not todo:
-            status = "finished"
-            return 1 if rejected else 0
-        summary = _run_with_progress(catalog, cfg, cache, todo, jobs, run_id)
-        _print_leaderboard(catalog.leaderboard(task=cfg.task, names=todo), title="this run")
-        console.print(f"trained {len(summary.trained)}, failed {len(summary.failed)}, "
-                      f"interrupted {len(summary.interrupted)}, rejected {rejected}; catalog: {cfg.catalog}")
-        for name in summary.failed:
-            console.print(f"[red]failed[/] {escape(name)}: {escape(catalog.get_model(name)['reason'] or '')}", highlight=False)
-        status = "finished"
-        return 1 if (summary.failed or rejected) else 0
-    except KeyboardInterrupt:
-        status = "interrupted"
-        err.print("interrupted: candidates in training were stopped and re-queued; run the same command to resume")
-        return 130
-    finally:
-        catalog.end_run(run_id, status)
-        catalog.close()
+                    todo.append(name)
+            if skipped:
+                console.print(f"{skipped} candidate(s) already finished in {cfg.catalog}: skipped"
+                              + ("" if retry_failed else " (failed ones too; --retry-failed trains them again)"))
+            if not todo:
+                return 1 if rejected else 0
+            summary = _run_with_progress(catalog, cfg, cache, todo, jobs, run_id)
+            _print_leaderboard(catalog.leaderboard(task=cfg.task, names=todo), title="this run")
+            console.print(f"trained {len(summary.trained)}, failed {len(summary.failed)}, "
+                          f"interrupted {len(summary.interrupted)}, rejected {rejected}; catalog: {cfg.catalog}")
+            for name in summary.failed:
+                console.print(f"[red]failed[/] {escape(name)}: {escape(catalog.get_model(name)['reason'] or '')}", highlight=False)
+            return 1 if (summary.failed or rejected) else 0
+        except KeyboardInterrupt:
+            run.status = "interrupted"
+            err.print("interrupted: candidates in training were stopped and re-queued; run the same command to resume")
+            return 130
 
 
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
@@ -356,21 +350,16 @@ def propose(
             else:
                 tmpl = load_template(template or cfg.template)
                 base, label = tmpl.source, f"template:{tmpl.path.name}"
-            run_id = cat.start_run(command_line(), cfg.to_dict())
-            status = "failed"
-            try:
+            with cat.run(command_line(), cfg.to_dict()) as run:
                 validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
                 err.print(f"loading {cfg.llm.backend} backend, model {cfg.llm.model} …", highlight=False)
                 llm = make_backend(cfg.llm)
-                proposer = Proposer(llm, sampling_of(cfg.llm), catalog=cat, run_id=run_id,
+                proposer = Proposer(llm, sampling_of(cfg.llm), catalog=cat, run_id=run.id,
                                     epochs=cfg.train.epochs, max_params=cfg.validate.max_params, task=cfg.task)
                 with err.status(f"asking for {cfg.llm.n} proposal(s) and validating them"):
                     answers = proposer.edit(base, label)
                     validations = [judge_answer(cat, validator, answer) for answer in answers]
                 llm.close()
-                status = "finished"
-            finally:
-                cat.end_run(run_id, status)
     except (LLMError, *USER_ERRORS) as exc:
         fail(str(exc))
     if record:
@@ -469,30 +458,26 @@ def search(
     status, stats, strategies = "failed", None, {}
     try:
         with Catalog(cfg.catalog) as cat:
-            if resume:
-                run_id = resume
-                cat.reopen_run(run_id)
-            else:
-                run_id = cat.start_run(command_line(), cfg.to_dict())
-            err.print(f"search run {run_id}: budget {cfg.search.budget or 'none'}, "
-                      f"{cfg.search.hours or 'no'} hour limit, strategies "
-                      + ", ".join(f"{k} {v:g}" for k, v in cfg.search.strategies.items() if v > 0)
-                      + f", executor {cfg.search.executor} ({pool.slots} slot(s))", highlight=False)
-            try:
-                validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
-                strategies = make_strategies(cfg, cat, run_id, llm)
-                engine = Search(cfg, cat, run_id, cache, template=template, strategies=strategies,
-                                validator=validator, executor=pool)
-                stats = engine.stats
-                with SearchDisplay(err, engine.stats, cfg.train.epochs) as display:
-                    engine.on_change = display.update
-                    status = engine.run()
-            except KeyboardInterrupt:
-                status = "interrupted"
-            finally:
-                cat.end_run(run_id, status)
-                for strategy in strategies.values():
-                    strategy.close()
+            with cat.run(command_line(), cfg.to_dict(), resume=resume) as run:
+                run_id = run.id
+                err.print(f"search run {run_id}: budget {cfg.search.budget or 'none'}, "
+                          f"{cfg.search.hours or 'no'} hour limit, strategies "
+                          + ", ".join(f"{k} {v:g}" for k, v in cfg.search.strategies.items() if v > 0)
+                          + f", executor {cfg.search.executor} ({pool.slots} slot(s))", highlight=False)
+                try:
+                    validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
+                    strategies = make_strategies(cfg, cat, run_id, llm)
+                    engine = Search(cfg, cat, run_id, cache, template=template, strategies=strategies,
+                                    validator=validator, executor=pool)
+                    stats = engine.stats
+                    with SearchDisplay(err, engine.stats, cfg.train.epochs) as display:
+                        engine.on_change = display.update
+                        status = engine.run()
+                except KeyboardInterrupt:
+                    status = run.status = "interrupted"
+                finally:
+                    for strategy in strategies.values():
+                        strategy.close()
             names = {p["nn"] for p in cat.proposals(run_id=run_id) if p["ok"] and p["nn"]}
             names |= {stats.reference} if stats and stats.reference else set()
             board = cat.leaderboard(task=cfg.task, names=sorted(names)) if names else []
@@ -776,13 +761,8 @@ def lemur_import(
     try:
         find_layout(folder)  # a wrong folder must not leave a new, empty catalog behind
         with Catalog(catalog_path(catalog)) as cat:
-            run_id = cat.start_run(command_line(), {"lemur_import": str(folder)})
-            status = "failed"
-            try:
-                summary = import_lemur(cat, folder, run_id=run_id)
-                status = "finished"
-            finally:
-                cat.end_run(run_id, status)
+            with cat.run(command_line(), {"lemur_import": str(folder)}) as run:
+                summary = import_lemur(cat, folder, run_id=run.id)
     except (OSError, LemurLayoutError, *USER_ERRORS) as exc:
         fail(str(exc))
     for line in summary.skipped:
