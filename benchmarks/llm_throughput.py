@@ -124,7 +124,7 @@ def main() -> int:
     model = str(SMOLLM2_CONVERTED)
     template = load_template("templates/fractalnet.py")
     validator = Validator(smoke=None, templates=load_templates())
-    prompt = Proposer(backend=None, sampling=None, validator=validator).edit_prompt(template.source, "template")
+    prompt = Proposer(backend=None, sampling=None).edit_prompt(template.source, "template")
     console.print(f"device: CPU, {_cpu_name()}, {os.cpu_count()} cores; model SmolLM2-135M-Instruct (float32); "
                   f"edit prompt of templates/fractalnet.py ({len(prompt):,} characters); "
                   f"{args.completions} completions of at most {args.max_tokens} tokens per row")

@@ -153,9 +153,9 @@ def test_transformers_backend_runs_the_shipped_smollm2_gguf(tmp_path, template):
     assert all(c.tokens_in > 5 and 0 < c.tokens_out <= 12 and c.text for c in out)
     # The whole propose path with a real (tiny) model: whatever it writes, verdicts are recorded.
     with Catalog(tmp_path / "catalog.sqlite") as catalog:
-        proposer = Proposer(backend, Sampling(max_tokens=48, n=2, seed=0), Validator(templates=load_templates()),
-                            catalog=catalog, run_id="tiny")
-        proposals = proposer.edit(template.source, "template:fractalnet.py")
+        proposer = Proposer(backend, Sampling(max_tokens=48, n=2, seed=0), catalog=catalog, run_id="tiny")
+        validator = Validator(templates=load_templates())
+        proposals = [judge_answer(catalog, validator, a) for a in proposer.edit(template.source, "template:fractalnet.py")]
         calls = catalog.llm_calls(run_id="tiny")
     assert len(proposals) == 2 and len(calls) == 2
     assert all(c["tokens_out"] > 0 and c["latency_s"] > 0 and c["model"] == "smollm2" for c in calls)
