@@ -20,7 +20,7 @@ import libcst as cst
 from rich.console import Console
 from rich.table import Table
 
-from nas_agent.catalog import Catalog, ModelRecord
+from nas_agent.catalog import Catalog, ModelRecord, model_name
 from nas_agent.search.generate import generate_candidates
 from nas_agent.space import FractalSpace, changed_outside_regions, load_template, load_templates
 from nas_agent.validate import SmokeLimits, Validator, check_contract, check_policy, code_hash
@@ -72,7 +72,7 @@ def main() -> None:
         with Catalog(Path(tmp) / "catalog.sqlite") as catalog:
             for i, (source, digest) in enumerate(zip(sources, hashes)):
                 catalog.add_model(ModelRecord(
-                    name=f"img-classification_cifar-10_acc_FractalNet-{digest[:8]}", code=source,
+                    name=model_name("FractalNet", source), code=source,
                     family="FractalNet", task="img-classification", dataset="cifar-10", metric="acc",
                     code_hash=digest, template_params={}, parent=None, origin="generator",
                     struct_hash=f"{i:064x}"))

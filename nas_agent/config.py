@@ -72,6 +72,9 @@ class PolicySettings:
     """The static safety policy (nas_agent.validate.policy); the defaults are the safe setting."""
 
     enabled: bool = True                 # false skips the policy: only for code you wrote yourself
+    # strict: a finding rejects the candidate (generated code). reviewed: findings are warnings and
+    # the jail is the wall (code people wrote: imported LEMUR models, your own files).
+    profile: str = "strict"
     extra_imports: list = field(default_factory=list)     # modules allowed on top of the default list
     max_source_bytes: int = 100_000
 
@@ -250,6 +253,8 @@ def _check(config: Config, where: str) -> Config:
         problems.append("data subsets must be >= 0")
     if config.limits.seconds <= 0 or config.limits.memory_mb <= 0:
         problems.append("limits.seconds and limits.memory_mb must be positive")
+    if config.policy.profile not in ("strict", "reviewed"):
+        problems.append(f"policy.profile must be strict or reviewed, not {config.policy.profile!r}")
     if not all(isinstance(m, str) for m in config.policy.extra_imports):
         problems.append("policy.extra_imports must be a list of module names")
     v = config.validate

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, model_name
 from nas_agent.config import load_config
 from nas_agent.search.reference import reference_candidate
 from nas_agent.search.trainer import METRIC, METRIC_CODE, transform_of, trial_prm
@@ -96,7 +96,7 @@ def build_catalog(path: Path, *, models: int = 14, epochs: int = 3, seed: int = 
 
         def add(source: str, family: str, parent, origin, run_id) -> str:
             digest = code_hash(source)
-            name = lemur_name(TASK, DATASET, METRIC, family, digest)
+            name = model_name(family, source)
             cat.add_model(ModelRecord(name=name, code=source, family=family, task=TASK, dataset=DATASET,
                                       metric=METRIC, code_hash=digest, template_params={}, parent=parent,
                                       origin=origin, n_params=_n_params(source)), run_id=run_id)

@@ -95,7 +95,7 @@ def catalog_snapshot(catalog: Path):
     with closing(sqlite3.connect(catalog)) as db:
         stats = db.execute("SELECT nn, epoch, id, accuracy FROM stat ORDER BY nn, epoch").fetchall()
         status = dict(db.execute("SELECT name, status FROM model").fetchall())
-        runs = [row[0] for row in db.execute("SELECT id FROM run ORDER BY started, id")]
+        runs = [row[0] for row in db.execute("SELECT id FROM nas_run ORDER BY started, id")]
     return stats, status, runs
 
 

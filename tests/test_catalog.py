@@ -18,10 +18,12 @@ from nas_agent.catalog import (
     CatalogError,
     EpochRecord,
     ModelRecord,
-    lemur_name,
+    lemur_id,
+    model_name,
     prm_uid,
 )
 from nas_agent.catalog.lemur import DATA_COLUMNS, data
+from nas_agent.catalog.records import stat_id
 from nas_agent.catalog.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +58,7 @@ def model(family="FractalNet", code="class Net: pass", parent=None, origin="temp
           n_params=None, task=TASK_CLASSIFICATION, struct_hash=None):
     digest = hashlib.sha256(code.encode()).hexdigest()
     return ModelRecord(
-        name=lemur_name(task, "cifar-10", "acc", family, digest), code=code, family=family,
+        name=model_name(family, code), code=code, family=family,
         task=task, dataset="cifar-10", metric="acc", code_hash=digest,
         template_params={"columns": 3, "depth": 2}, parent=parent, origin=origin,
         struct_hash=struct_hash, n_params=n_params)
@@ -99,18 +101,48 @@ def _row_counts(path: Path) -> dict[str, int]:
         conn.close()
 
 
-def test_a_catalog_written_by_schema_2_opens_upgrades_and_keeps_every_row(tmp_path):
-    # tests/assets/catalog-schema2.sqlite was written by nas-agent at schema 2 (tests/catalog_factory.py).
+def _renamed_tables(counts: dict[str, int]) -> dict[str, int]:
+    """Row counts as today's schema names the tables (our `run` became `nas_run`; lemur_record is new)."""
+    counts = {("nas_run" if t == "run" else t): n for t, n in counts.items()}
+    counts.pop("meta")
+    return counts
+
+
+@pytest.mark.parametrize("asset, models, stats", [("catalog-schema2.sqlite", 7, 12), ("catalog-schema3.sqlite", 10, 642)])
+def test_an_old_catalog_opens_upgrades_and_keeps_every_row(tmp_path, asset, models, stats):
+    # Written by nas-agent at schemas 2 and 3 (tests/catalog_factory.py; at 3 also `lemur import` of the
+    # sample's AlexNet and ResNet, when imported models were named img-classification_cifar-10_acc_<nn>).
     path = tmp_path / "old.sqlite"
-    path.write_bytes((REPO / "tests" / "assets" / "catalog-schema2.sqlite").read_bytes())
+    path.write_bytes((REPO / "tests" / "assets" / asset).read_bytes())
     before = _row_counts(path)
-    assert before["model"] == 7 and before["stat"] == 12 and before["proposal"] == 22
+    assert before["model"] == models and before["stat"] == stats
     with Catalog(path) as upgraded:
-        with_results = {r[0] for r in upgraded.db.conn.execute("SELECT DISTINCT nn FROM stat")}
+        conn = upgraded.db.conn
+        with_results = {r[0] for r in conn.execute("SELECT DISTINCT nn FROM stat")}
         assert {row["name"] for row in upgraded.leaderboard()} == with_results   # every later read works
-        assert len(upgraded.models()) == 7
+        assert len(upgraded.models()) == models
+        # LEMUR's names, ids and durations: what LEMUR itself would hold for the same rows.
+        names = {r[0]: r[1] for r in conn.execute("SELECT name, code FROM nn")}
+        for name, code in names.items():
+            assert "_" not in name and conn.execute("SELECT id FROM nn WHERE name = ?", (name,)).fetchone()[0] \
+                == lemur_id(code)
+        ours = {r[0] for r in conn.execute("SELECT name FROM model WHERE origin != 'lemur'")}
+        assert all(name == model_name(name.rsplit("-", 1)[0], names[name]) for name in ours)
+        for row in conn.execute("SELECT id, transform, prm, task, dataset, metric, nn, epoch, duration, accuracy "
+                                "FROM stat"):
+            assert row[0] == stat_id(*row[1:])
+        assert not conn.execute("SELECT 1 FROM stat WHERE duration = 0").fetchone()
+        for trial in conn.execute("SELECT GROUP_CONCAT(duration) FROM (SELECT * FROM stat WHERE nn IN "
+                                  "(SELECT name FROM model WHERE origin != 'lemur') ORDER BY epoch) "
+                                  "GROUP BY nn, prm, transform").fetchall():
+            durations = [int(d) for d in trial[0].split(",")]
+            assert durations == sorted(durations)          # nanoseconds since the trial began
+        assert not conn.execute("PRAGMA foreign_key_check").fetchall()
+        assert not {r[0] for r in conn.execute("SELECT nn FROM proposal WHERE nn IS NOT NULL")} - set(names)
+        assert len(data(upgraded)) == stats
     after = _row_counts(path)
-    assert after.pop("meta") == before.pop("meta") and after == before   # every row kept, none invented
+    assert after.pop("lemur_record") == 0
+    assert _renamed_tables(after) == _renamed_tables(before)   # every row kept, none invented
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
@@ -174,11 +206,16 @@ def test_a_schema_1_catalog_gains_the_proposal_table_and_keeps_its_models(tmp_pa
             upgraded.add_proposal(run_id="r", colour="red")
 
 
-def test_lemur_name_format():
-    assert lemur_name(TASK_CLASSIFICATION, "cifar-10", "acc", "FractalNet", "1a2b3c4d5e6f") == \
-        "img-classification_cifar-10_acc_FractalNet-1a2b3c4d"
+def test_model_names_and_ids_follow_lemur():
+    code = "class Net:\n    pass\n"
+    # LEMUR's uuid4: md5 of the code with every whitespace character removed.
+    assert lemur_id(code) == hashlib.md5(b"classNet:pass").hexdigest() == lemur_id("class  Net:\tpass")
+    assert model_name("FractalNet", code) == f"FractalNet-{lemur_id(code)}"
     with pytest.raises(ValueError):
-        lemur_name(TASK_CLASSIFICATION, "cifar_10", "acc", "FractalNet", "1a2b3c4d5e6f")
+        model_name("Fractal_Net", code)     # LEMUR splits its stat folders on "_"
+    # A stat row's id is lemur_id of its values, in save_stat's order.
+    assert stat_id("norm", "u1", "img-classification", "cifar-10", "acc", "AlexNet", 1, None, 0.5) == \
+        lemur_id("['norm','u1','img-classification','cifar-10','acc','AlexNet',1,None,0.5]")
 
 
 def test_prm_uid_is_canonical():
@@ -267,12 +304,15 @@ def test_lineage_runs_from_root_to_model(cat):
 
 # --- results -----------------------------------------------------------------
 
-def test_record_epoch_is_an_idempotent_upsert_and_prm_rows_are_written_once(cat):
+def test_record_epoch_replaces_the_same_epoch_and_prm_rows_are_written_once(cat):
     rec = model()
     cat.add_model(rec)
     first = cat.record_epoch(epoch(rec.name, 1, 0.50, train_loss=1.2))
     again = cat.record_epoch(epoch(rec.name, 1, 0.55, train_loss=1.1))
-    assert first == again
+    # LEMUR's stat id hashes the row's values, accuracy included: the replacement has its own.
+    assert first != again and [r[0] for r in cat.db.conn.execute("SELECT id FROM stat")] == [again]
+    assert again == stat_id("norm_32", prm_uid(PRM), TASK_CLASSIFICATION, "cifar-10", "acc", rec.name, 1,
+                            2_000_000_000, 0.55)
     assert (count(cat, "stat"), count(cat, "train_stat"), count(cat, "prm")) == (1, 1, len(PRM))
     cat.record_epoch(epoch(rec.name, 2, 0.60))
     assert (count(cat, "stat"), count(cat, "prm")) == (2, len(PRM))
@@ -284,14 +324,18 @@ def test_record_epoch_is_an_idempotent_upsert_and_prm_rows_are_written_once(cat)
     assert [(r["accuracy"], r["train_loss"]) for r in same_trial] == [(0.55, 1.1), (0.60, None)]
 
 
-def test_durations_are_stored_in_nanoseconds(cat):
+def test_durations_are_nanoseconds_since_the_trial_began_as_lemur_keeps_them(cat):
     rec = model()
     cat.add_model(rec)
-    stat_id = cat.record_epoch(epoch(rec.name, 1, 0.5, duration_s=1.5))
-    stored = cat.db.conn.execute("SELECT duration FROM stat WHERE id = ?", (stat_id,)).fetchone()[0]
+    first = cat.record_epoch(epoch(rec.name, 1, 0.5, duration_s=1.5))
+    stored = cat.db.conn.execute("SELECT duration FROM stat WHERE id = ?", (first,)).fetchone()[0]
     assert stored == 1_500_000_000 and isinstance(stored, int)
-    (row,) = cat.epochs(rec.name)
-    assert row["duration"] == 1_500_000_000 and row["seconds"] == pytest.approx(1.5)
+    cat.record_epoch(epoch(rec.name, 2, 0.6, duration_s=2.5))
+    rows = cat.epochs(rec.name)
+    assert [r["duration"] for r in rows] == [1_500_000_000, 4_000_000_000]      # cumulative
+    assert [r["seconds"] for r in rows] == [pytest.approx(1.5), pytest.approx(2.5)]   # each epoch's own
+    (board,) = cat.leaderboard()
+    assert board["seconds_per_epoch"] == pytest.approx(2.0)   # 1.5 after one epoch, 4.0 / 2 after two
 
 
 def test_record_epoch_refuses_unregistered_transform(cat):
@@ -318,8 +362,8 @@ def test_failed_epoch_write_leaves_no_stat_row_behind(cat):
 def _board_fixture(cat):
     """Four models: a and b tie at 0.8 (b has fewer params), c trails on another task, d never trained."""
     # Codes chosen so that b's name sorts after a's: only the parameter count puts b first.
-    a = model(code="b", n_params=1000, origin="llm")
-    b = model(code="a", n_params=500)
+    a = model(code="a", n_params=1000, origin="llm")
+    b = model(code="b", n_params=500)
     assert b.name > a.name
     c = model(code="c", n_params=10, task="img-segmentation")
     d = model(code="d", n_params=1)
@@ -350,26 +394,31 @@ def test_leaderboard_ranks_by_best_accuracy_then_fewer_params(cat):
 def test_data_has_lemur_columns_and_prm_dicts(cat):
     a, b, c, d = _board_fixture(cat)
     frame = data(cat)
-    assert list(frame.columns) == list(DATA_COLUMNS) == [
-        "task", "dataset", "metric", "metric_code", "nn", "nn_code",
-        "epoch", "accuracy", "duration", "prm", "transform_code"]
+    assert list(frame.columns) == list(DATA_COLUMNS) == [   # LEMUR's api.data(), in its order
+        "id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code", "nn_id",
+        "epoch", "accuracy", "duration", "prm_id", "transform_code", "transform_id", "prm"]
     assert len(frame) == 5
     row = frame[frame.nn == b.name].iloc[0]
-    assert row["prm"] == PRM and isinstance(row["prm"], dict)
-    assert row["nn_code"] == "a" and row["transform_code"].startswith("def transform")
+    assert row["prm"] == PRM and isinstance(row["prm"], dict) and row["prm_id"] == prm_uid(PRM)
+    assert row["nn_code"] == "b" and row["nn_id"] == lemur_id("b") and row["transform_code"].startswith("def transform")
     assert row["metric_code"].startswith("def compute") and row["duration"] == 2_000_000_000
+    assert row["transform_id"] == lemur_id(row["transform_code"]) and row["metric_id"] == lemur_id(row["metric_code"])
 
 
 def test_data_only_best_accuracy_and_filters(cat):
     a, b, c, d = _board_fixture(cat)
+    cat.record_epoch(epoch(b.name, 1, 0.8, prm={**PRM, "lr": 0.2}))   # a second trial ties at epoch 1
+    cat.record_epoch(epoch(b.name, 1, 0.3, prm={**PRM, "lr": 0.3}))   # a third does worse
     best = data(cat, only_best_accuracy=True)
+    # LEMUR keeps the best of each (task, dataset, metric, nn, epoch), ties included.
     assert sorted(zip(best.nn, best.epoch, best.accuracy)) == sorted(
-        [(a.name, 2, 0.8), (b.name, 1, 0.8), (c.name, 1, 0.6)])
+        [(a.name, 1, 0.5), (a.name, 2, 0.8), (a.name, 3, 0.7), (b.name, 1, 0.8), (b.name, 1, 0.8), (c.name, 1, 0.6)])
     assert list(data(cat, nn=a.name).epoch) == [1, 2, 3]
     assert list(data(cat, nn=a.name, epoch=3).accuracy) == [0.7]
     assert set(data(cat, task="img-segmentation").nn) == {c.name}
+    assert list(data(cat, max_rows=2).nn) == [a.name, a.name]
     empty = data(cat, dataset="mnist")
-    assert empty.empty and list(empty.columns) == list(DATA_COLUMNS)
+    assert empty.empty and list(empty.columns) == []   # LEMUR's empty answer has no columns
 
 
 def test_data_reads_a_catalog_by_path(cat, tmp_path):

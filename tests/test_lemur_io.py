@@ -12,10 +12,12 @@ import pytest
 from catalog_factory import build_catalog
 from conftest import run_nas_agent
 from nas_agent.catalog import Catalog
-from nas_agent.catalog.lemur_io import (MANIFEST, TRAIN_STAT_FIELDS, LemurLayoutError, export_lemur, import_lemur,
-                                        lemur_nn)
+from nas_agent.catalog.lemur import data
+from nas_agent.catalog.lemur_io import MANIFEST, LemurLayoutError, export_lemur, import_lemur
 
 RECORD_KEYS = {"accuracy", "duration", "batch", "lr", "momentum", "dropout", "transform", "uid"}
+TRAIN_STAT_FIELDS = ("train_loss", "test_loss", "train_accuracy", "samples_per_second", "epoch_max",
+                     "gpu_type", "gpu_memory_kb", "occupied_ram_kb")
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +44,35 @@ def everything(path: Path) -> tuple[dict, set]:
 def test_export_writes_nn_dataset_layout(built, tmp_path):
     out = tmp_path / "lemur"
     run_nas_agent("lemur", "export", "--out", out, "--catalog", built.path)
-    configs = sorted(p.name for p in (out / "stat").iterdir())
-    assert configs == sorted(f"img-classification_cifar-10_acc_{lemur_nn(n)}" for n in built.trained)
+    stat = out / "stat" / "train"                  # nn-dataset's current layout
+    configs = sorted(p.name for p in stat.iterdir())
+    assert configs == sorted(f"img-classification_cifar-10_acc_{n}" for n in built.trained)
     for config in configs:
         task, dataset, metric, nn = config.split("_")  # LEMUR's own split of the folder name
         assert (out / "nn" / f"{nn}.py").read_text().count("class Net(") == 1
-        files = sorted(int(p.stem) for p in (out / "stat" / config).glob("*.json"))
-        assert files == list(range(1, built.epochs[config] + 1))
-        for path in (out / "stat" / config).glob("*.json"):
-            (record,) = json.loads(path.read_text())
+        files = sorted(int(p.stem) for p in (stat / config).glob("*.json"))
+        assert files == list(range(1, built.epochs[nn] + 1))
+        durations = []
+        for epoch in files:
+            (record,) = json.loads((stat / config / f"{epoch}.json").read_text())
             assert RECORD_KEYS <= set(record)
-            assert isinstance(record["duration"], int) and record["duration"] > 1e9  # nanoseconds, 8-30 s
             assert record["train_stat"]["epoch_max"] == 3
+            durations.append(record["duration"])
+        # Nanoseconds since the trial began (8-30 s an epoch), as LEMUR's trainer writes them.
+        assert all(isinstance(d, int) for d in durations) and durations == sorted(durations) and durations[0] > 1e9
     # The failed model has code but no results: its code and facts still travel.
     (failed,) = built.failed
-    assert (out / "nn" / f"{lemur_nn(failed)}.py").exists()
+    assert (out / "nn" / f"{failed}.py").exists()
     assert json.loads((out / MANIFEST).read_text())["models"][failed]["status"] == "failed"
-    assert (out / "metric" / "acc.py").exists() and len(list((out / "transform").glob("*.py"))) == 1
+    assert len(list((out / "transform").glob("*.py"))) == 1
+    # LEMUR loads a metric file through its create_metric().
+    namespace: dict = {}
+    exec((out / "metric" / "acc.py").read_text(), namespace)
+    import torch
+
+    metric = namespace["create_metric"](out_shape=(10,))
+    metric(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 0, 0]))
+    assert metric.result() == pytest.approx(2 / 3)
 
 
 def test_round_trip_preserves_every_model_and_every_epoch(built, tmp_path):
@@ -92,8 +106,8 @@ def _counts(path: Path) -> dict:
 def _lemur_clone(root: Path) -> Path:
     """A slice of an nn-dataset clone: ab/nn/nn, ab/nn/stat/train, a metric; records as nn-dataset writes them."""
     nn = root / "ab" / "nn"
-    (nn / "nn").mkdir(parents=True)
-    (nn / "metric").mkdir()
+    for folder in ("nn", "metric", "transform"):
+        (nn / folder).mkdir(parents=True)
     (nn / "nn" / "AlexNet.py").write_text(textwrap.dedent('''\
         import torch.nn as nn
         def supported_hyperparameters():
@@ -106,6 +120,8 @@ def _lemur_clone(root: Path) -> Path:
                 return self.head(x.flatten(1))
         '''))
     (nn / "metric" / "acc.py").write_text("def create_metric(out_shape=None):\n    return None\n")
+    for transform in ("norm_299", "norm_128_flip"):
+        (nn / "transform" / f"{transform}.py").write_text(f"def transform(norm):\n    return {transform!r}\n")
     stat = nn / "stat" / "train"
     for dataset in ("cifar-10", "mnist"):
         folder = stat / f"img-classification_{dataset}_acc_AlexNet"
@@ -114,49 +130,63 @@ def _lemur_clone(root: Path) -> Path:
             records = [
                 {"accuracy": 0.41 + epoch / 10, "batch": 4, "dropout": 0.5, "duration": 724663893278 + epoch,
                  "lr": 0.0061, "momentum": 0.7549, "transform": "norm_299", "uid": "3cb173d35a780eafb1f1a9fa4dd955d6"},
-                # The same trial recorded twice (nn-dataset has such files): the better one is kept.
-                {"accuracy": 0.40 + epoch / 10, "batch": 4, "dropout": 0.5, "duration": 726854306683,
+                # The same trial recorded twice (nn-dataset has such files): LEMUR keeps both.
+                {"accuracy": 0.40 + epoch / 10, "batch": 4, "dropout": 0.5, "epoch": epoch,
                  "lr": 0.0061, "momentum": 0.7549, "transform": "norm_299", "uid": "3cb173d35a780eafb1f1a9fa4dd955d6"},
                 {"accuracy": 0.2 + epoch / 20, "batch": 64, "dropout": 0.3, "duration": 146898605057,
                  "lr": 0.0029, "momentum": 0.61, "transform": "norm_128_flip", "uid": "0704b68c51b5e330183c626689538658",
+                 "train_loss": 1.1, "gradient_norm": 3.5,            # flat training statistics, as older records
                  "train_stat": {"train_loss": 1.2, "test_loss": 1.4, "epoch_max": 50, "cpu_count": 24,
                                 "gpu_type": "NVIDIA GeForce RTX 4090", "best_epoch": 10}},
+                # A record whose transform code is missing: LEMUR's build stops reading the file here.
+                {"accuracy": 0.9, "batch": 8, "transform": "bf-v1-Missing", "uid": "1"},
+                {"accuracy": 0.95, "batch": 8, "transform": "norm_299", "uid": "2"},
             ]
             (folder / f"{epoch}.json").write_text(json.dumps(records, indent=4))
     (stat / "img-classification_cifar-10_acc_Missing").mkdir()          # no nn/Missing.py
+    (stat / "img-classification_cifar-10_acc_Missing" / "1.json").write_text(json.dumps([{"accuracy": 0.1,
+                                                                                        "transform": "", "uid": "3"}]))
     (stat / "img-classification_cifar-10_acc_AlexNet" / "3.json").write_text("[{")   # torn file
     return root
 
 
-def test_lemur_own_clone_is_read_with_origin_lemur(tmp_path):
+def test_lemur_own_clone_is_read_as_lemur_reads_it(tmp_path):
+    from lemur_reference import build_database, data as lemur_data
+
     clone = _lemur_clone(tmp_path / "nn-dataset")
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         summary = import_lemur(cat, clone)
         (model,) = cat.models()
         rows = cat.epochs(model["name"])
-        stats = {(r["dataset"], r["epoch"], r["transform"]): r for r in rows}
-    # One model (the same code serves both datasets), its results on each dataset under its name.
-    assert summary.added == [model["name"]] == ["img-classification_cifar-10_acc_AlexNet"]
+        frame = data(cat)
+    # One model under LEMUR's name; both datasets' results under it, every record LEMUR keeps.
+    assert summary.added == [model["name"]] == ["AlexNet"]
     assert model["origin"] == "lemur" and model["status"] == "done" and model["family"] == "AlexNet"
-    assert len(rows) == 2 * 2 * 2 and summary.merged == 4
-    best = stats[("cifar-10", 2, "norm_299")]
-    assert best["accuracy"] == pytest.approx(0.61) and best["duration"] == 724663893278 + 2
-    assert best["prm"] == "3cb173d35a780eafb1f1a9fa4dd955d6"  # LEMUR's trial id kept
-    # The same trial on the model's other dataset keeps LEMUR's id too, marked with where it ran.
-    assert stats[("mnist", 2, "norm_299")]["prm"] == "3cb173d35a780eafb1f1a9fa4dd955d6@img-classification:mnist"
-    assert stats[("mnist", 2, "norm_299")]["accuracy"] == pytest.approx(0.61)
-    assert stats[("mnist", 1, "norm_128_flip")]["gpu_type"] == "NVIDIA GeForce RTX 4090"
-    assert any("Missing" in line and "nn/Missing.py" in line for line in summary.skipped)
-    assert any("3.json" in line and "unreadable" in line for line in summary.skipped)
-    # Written back out, the two datasets land in their own stat folders again.
+    assert model["profile"] == "reviewed"
+    assert len(rows) == 2 * 2 * 3 == summary.records            # repeated trials kept, the file cut where LEMUR cuts
+    first = [r for r in rows if (r["dataset"], r["epoch"], r["transform"]) == ("cifar-10", 2, "norm_299")]
+    assert sorted(r["accuracy"] for r in first) == pytest.approx([0.6, 0.61])
+    assert {r["duration"] for r in first} == {724663893278 + 2, None}      # no duration: NULL, never 0
+    assert {r["prm"] for r in first} == {"3cb173d35a780eafb1f1a9fa4dd955d6"}  # LEMUR's trial id kept
+    flat = frame[(frame.nn == "AlexNet") & (frame.prm_id == "0704b68c51b5e330183c626689538658")].iloc[0]["prm"]
+    assert flat["train_loss"] == 1.1 and flat["gradient_norm"] == 3.5 and flat["transform"] == "norm_128_flip"
+    assert any("Missing/1.json" in line and "nn/Missing.py" in line for line in summary.skipped)
+    assert any("1.json" in line and "transform/bf-v1-Missing.py" in line for line in summary.skipped)
+    assert any("3.json" in line for line in summary.skipped)
+    # The same rows as LEMUR's own build of the same folder, column for column.
+    build_database(clone / "ab" / "nn", tmp_path / "lemur.db")
+    ours, theirs = (f.sort_values("id").reset_index(drop=True) for f in (frame, lemur_data(tmp_path / "lemur.db")))
+    assert ours.astype(str).equals(theirs.astype(str))
+    # Written back out, the files hold the records as they were read, in the same layout.
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         export_lemur(cat, tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out" / "stat").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "out" / "stat" / "train").iterdir()) == [
         "img-classification_cifar-10_acc_AlexNet", "img-classification_mnist_acc_AlexNet"]
-    records = json.loads((tmp_path / "out" / "stat" / "img-classification_mnist_acc_AlexNet" / "1.json").read_text())
-    assert [r["transform"] for r in records] == ["norm_299", "norm_128_flip"]  # best first
-    assert records[0]["lr"] == 0.0061 and records[1]["train_stat"]["epoch_max"] == 50
-    # Reading that export back into the same catalog changes nothing (no trial id is marked twice).
+    source = json.loads((clone / "ab/nn/stat/train/img-classification_mnist_acc_AlexNet/1.json").read_text())
+    written = json.loads((tmp_path / "out/stat/train/img-classification_mnist_acc_AlexNet/1.json").read_text())
+    assert written == source[:3]
+    assert (tmp_path / "out" / "transform" / "norm_299.py").read_text() == "def transform(norm):\n    return 'norm_299'\n"
+    # Reading that export back into the same catalog changes nothing.
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         again = import_lemur(cat, tmp_path / "out")
         assert not again.added and len(cat.epochs(model["name"])) == len(rows)

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, model_name
 from nas_agent.config import load_config
 from nas_agent.search.hpo import HPOStrategy
 from nas_agent.search.optuna_strategy import OptunaStrategy
@@ -42,7 +42,7 @@ def add_trained(catalog, template, params: dict, accuracy: float, origin="mutate
     """Catalogue the template rendered with `params` and record one epoch at `accuracy`."""
     code = template.render(params)
     digest = hashlib.sha256(code.encode()).hexdigest()
-    name = lemur_name("img-classification", "cifar-10", "acc", template.family, digest)
+    name = model_name(template.family, code)
     catalog.add_model(ModelRecord(name=name, code=code, family=template.family, task="img-classification",
                                   dataset="cifar-10", metric="acc", code_hash=digest,
                                   template_params=read_params(code), parent=None, origin=origin))

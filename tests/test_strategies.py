@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from nas_agent.catalog import Catalog, EpochRecord, ModelRecord
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, model_name
 from nas_agent.config import load_config
 from nas_agent.llm.base import Sampling
 from nas_agent.llm.propose import Proposer
@@ -41,7 +41,7 @@ def test_allocation_follows_the_weights_and_always_sums_to_k():
 def _catalogue(catalog: Catalog, template, params: dict, accuracy: float) -> str:
     source = template.render(params)
     digest = code_hash(source)
-    name = f"img-classification_cifar-10_acc_FractalNet-{digest[:8]}"
+    name = model_name("FractalNet", source)
     catalog.add_model(ModelRecord(name=name, code=source, family="FractalNet", task="img-classification",
                                   dataset="cifar-10", metric="acc", code_hash=digest,
                                   template_params=read_params(source), parent=None, origin="mutate"))

@@ -75,7 +75,11 @@ def is_valid_family(family: str) -> bool:
 
 
 def family_from_stem(stem: str) -> str:
-    """A valid family made from a file name (`my_model` -> `my-model`), for files that declare none."""
+    """A valid family made from a file name (`my_model` -> `my-model`), for files that declare none.
+
+    A LEMUR name's code id is not part of the family (`FractalNet-1a2b…` of 32 hex digits -> `FractalNet`).
+    """
+    stem = re.sub(r"-[0-9a-f]{32}$", "", stem)
     cleaned = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", stem)).strip("-")[:80]
     return cleaned or "Net"
 

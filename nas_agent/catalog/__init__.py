@@ -8,7 +8,8 @@ from nas_agent.catalog.records import (
     TASK_CLASSIFICATION,
     EpochRecord,
     ModelRecord,
-    lemur_name,
+    lemur_id,
+    model_name,
     prm_uid,
 )
 from nas_agent.catalog.store import Catalog, CatalogError
@@ -22,6 +23,7 @@ __all__ = [
     "CatalogError",
     "EpochRecord",
     "ModelRecord",
-    "lemur_name",
+    "lemur_id",
+    "model_name",
     "prm_uid",
 ]

@@ -1,40 +1,39 @@
 """LEMUR interop on disk: write the catalog in nn-dataset's folder layout, and read that layout back.
 
-The layout is the one nn-dataset keeps under ``ab/nn/``::
+The layout is nn-dataset's current one (the contents of its ``ab/nn/``)::
 
     nn/<nn>.py                                   model code, one file per model
     metric/<metric>.py, transform/<name>.py      the code those names stand for
-    stat/<task>_<dataset>_<metric>_<nn>/<epoch>.json
-                                                 per epoch, a list of trial records:
-                                                 accuracy, duration (ns), uid, the trial's
-                                                 hyperparameters (batch, lr, momentum, dropout,
-                                                 transform, ...) and optionally train_stat
+    stat/train/<task>_<dataset>_<metric>_<nn>/<epoch>.json
+                                                 per epoch, a list of trial records: accuracy,
+                                                 duration (ns since the trial began), uid, the
+                                                 trial's hyperparameters and transform, flat
+                                                 training statistics or a nested train_stat
 
-LEMUR splits folder names on ``_``, so ``<nn>`` is the short name (``FractalNet-1a2b3c4d``); the
-catalog's own name is the whole folder name. Facts LEMUR has no place for (lineage, parameter
-count, template parameters, status) travel in ``nas-agent.json`` beside the folders, which
-LEMUR ignores. Reading accepts this layout, nn-dataset's newer ``stat/train/<...>`` and a
-clone of nn-dataset itself (``ab/nn/`` under the folder).
+Reading follows LEMUR's own database build (ab/nn/util/db/Write.py, json_train_to_db) record for
+record, so `nas_agent.catalog.lemur.data()` then answers what LEMUR's `api.data()` answers on the
+same folder: every record LEMUR keeps (repeated trials included), NULL where a record has no
+duration, every scalar key in prm. Where LEMUR's build stops reading a file (a record whose
+model, metric or transform code is missing, or that lacks its transform or uid), so does this
+one, and the summary says where and why. Each record is also kept as it was, so writing the
+catalog back out gives the same files. Facts LEMUR has no place for (lineage, parameter count,
+template parameters, status, policy profile) travel in ``nas-agent.json`` beside the folders,
+which LEMUR ignores. Reading also accepts the older ``stat/<...>`` layout and a clone of
+nn-dataset itself (``ab/nn/`` under the folder).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nas_agent.catalog.records import EpochRecord, ModelRecord, lower_is_better, prm_uid
+from nas_agent.catalog.records import ModelRecord, lemur_id
 from nas_agent.catalog.store import Catalog, CatalogError
 
 ORIGIN = "lemur"
 MANIFEST = "nas-agent.json"
-# Our train_stat columns that EpochRecord carries; LEMUR's records may hold more (cpu_count, ...).
-TRAIN_STAT_FIELDS = ("train_loss", "test_loss", "train_accuracy", "samples_per_second", "epoch_max",
-                     "gpu_type", "gpu_memory_kb", "occupied_ram_kb")
-# Keys of a trial record that are not hyperparameters.
-_RECORD_KEYS = ("accuracy", "duration", "uid", "train_stat")
 _HASH_SUFFIX = re.compile(r"^(?P<family>.+)-[0-9a-f]{8,}$")
 
 
@@ -42,11 +41,15 @@ class LemurLayoutError(ValueError):
     """A folder that is not in nn-dataset's layout (one-line message)."""
 
 
+class _RecordRefused(Exception):
+    """Why LEMUR's build would stop reading an epoch file at this record."""
+
+
 @dataclass
 class ExportSummary:
     folder: Path
     models: int = 0
-    configs: int = 0            # stat/<task>_<dataset>_<metric>_<nn> folders
+    configs: int = 0            # stat/train/<task>_<dataset>_<metric>_<nn> folders
     epoch_files: int = 0
     records: int = 0
 
@@ -55,67 +58,68 @@ class ExportSummary:
 class ImportSummary:
     added: list[str] = field(default_factory=list)      # models new to the catalog
     known: list[str] = field(default_factory=list)      # models it had already (results merged in)
-    records: int = 0                                     # trial records written
-    merged: int = 0                                      # records of the same trial and epoch (best kept)
-    skipped: list[str] = field(default_factory=list)    # one line per folder or file left out, and why
-
-
-def lemur_nn(name: str) -> str:
-    """LEMUR's short model name: the part after ``task_dataset_metric_`` (``_`` never appears in it)."""
-    return name.split("_", 3)[-1].replace("_", "-")
+    records: int = 0                                     # trial records read (a record repeating one exactly is one row)
+    skipped: list[str] = field(default_factory=list)    # one line per folder, file or record left out, and why
 
 
 # --- export ---------------------------------------------------------------------
 
 
 def export_lemur(catalog: Catalog, out_dir: str | Path, names: list[str] | None = None) -> ExportSummary:
-    """Write the catalog's models (or `names`) and every recorded epoch in nn-dataset's layout under `out_dir`."""
+    """Write the catalog's models (or `names`) and every recorded epoch in nn-dataset's layout under `out_dir`.
+
+    Imported records are written back exactly as they were read; nas-agent's own are written the
+    way LEMUR's trainer writes them (hyperparameters, accuracy, cumulative duration, uid, transform,
+    a nested train_stat).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise LemurLayoutError(f"{out} is a file; give a folder to export into")
     summary = ExportSummary(out)
-    models = catalog.models()
+    conn = catalog.db.conn
+    wanted = [r[0] for r in conn.execute("SELECT name FROM nn ORDER BY name")]
     if names is not None:
-        wanted = set(names)
-        models = [m for m in models if m["name"] in wanted]
+        wanted = [n for n in wanted if n in set(names)]
     manifest, transforms, metrics = {}, set(), set()
-    for model in models:
-        name = model["name"]
-        code = catalog.get_model(name)["code"]
-        short = lemur_nn(name)
-        _write(out / "nn" / f"{short}.py", code)
+    for name in wanted:
+        _write(out / "nn" / f"{name}.py", conn.execute("SELECT code FROM nn WHERE name = ?", (name,)).fetchone()[0])
         summary.models += 1
-        manifest[name] = {k: model[k] for k in ("family", "task", "dataset", "metric", "parent", "origin",
-                                                "n_params", "template_params", "code_hash", "struct_hash",
-                                                "status", "reason")}
+        model = catalog.get_model(name)
+        if model is not None:
+            manifest[name] = {k: model.get(k) for k in ("family", "task", "dataset", "metric", "parent", "origin",
+                                                        "n_params", "template_params", "code_hash", "struct_hash",
+                                                        "status", "reason", "profile")}
         rows = catalog.epochs(name)
         prms = catalog.trial_prms([r["prm"] for r in rows if r["prm"]])
-        # One stat folder per (task, dataset, metric) the model has results for, one file per epoch.
+        kept = catalog.lemur_records([r["id"] for r in rows])
         files: dict[tuple[str, int], list[dict]] = {}
-        for row in rows:
-            config = f"{row['task']}_{row['dataset']}_{row['metric']}_{short}"
-            files.setdefault((config, row["epoch"]), []).append(_record(row, prms.get(row["prm"], {})))
-            transforms.add(row["transform"])
-            metrics.add(row["metric"])
+        for row in sorted(rows, key=lambda r: r["stored"]):   # each file's records in the order they came
+            config = f"{row['task']}_{row['dataset']}_{row['metric']}_{name}"
+            record = kept.get(row["id"]) or _record(row, prms.get(row["prm"], {}))
+            files.setdefault((config, row["epoch"]), []).append(record)
+            if row["transform"]:
+                transforms.add(row["transform"])
+            metrics.update(m.strip() for m in row["metric"].split(","))
         for (config, epoch), records in sorted(files.items()):
-            # Best first, as nn-dataset orders its files (bits/dim: lowest first).
-            sign = 1 if lower_is_better(config.split("_")[2]) else -1
-            records.sort(key=lambda r: (sign * r["accuracy"], r["uid"]))
-            _write(out / "stat" / config / f"{epoch}.json", json.dumps(records, indent=4, sort_keys=True) + "\n")
+            _write(out / "stat" / "train" / config / f"{epoch}.json", json.dumps(records, indent=4) + "\n")
             summary.epoch_files += 1
             summary.records += len(records)
         summary.configs += len({config for config, _ in files})
-    for table, folder, wanted in (("transform", "transform", transforms), ("metric", "metric", metrics)):
-        for name, code in catalog.code_of(table, sorted(wanted)).items():
-            _write(out / folder / f"{name}.py", code)
+    for table, wanted_codes in (("transform", transforms), ("metric", metrics)):
+        for name, code in catalog.code_of(table, sorted(wanted_codes)).items():
+            _write(out / table / f"{name}.py", code)
     _write(out / MANIFEST, json.dumps({"models": manifest}, indent=2, sort_keys=True, default=str) + "\n")
     return summary
 
 
 def _record(row: dict, prm: dict) -> dict:
-    record = {**prm, "accuracy": row["accuracy"], "duration": row["duration"], "uid": row["prm"],
-              "transform": row["transform"]}
-    train_stat = {k: row[k] for k in TRAIN_STAT_FIELDS if row.get(k) is not None}
+    """A trial record as LEMUR's trainer writes one, from a stat row nas-agent recorded."""
+    record = {**prm, "accuracy": row["accuracy"], "uid": row["prm"], "transform": row["transform"]}
+    if row["duration"] is not None:
+        record["duration"] = row["duration"]
+    fields = ("train_loss", "test_loss", "train_accuracy", "gradient_norm", "samples_per_second", "epoch_max",
+              "gpu_type", "gpu_memory_kb", "occupied_ram_kb")
+    train_stat = {k: row[k] for k in fields if row.get(k) is not None}
     if train_stat:
         record["train_stat"] = train_stat
     return record
@@ -145,78 +149,72 @@ def find_layout(folder: str | Path) -> tuple[Path, list[Path]]:
 
 
 def import_lemur(catalog: Catalog, folder: str | Path, run_id: str | None = None) -> ImportSummary:
-    """Read an nn-dataset layout into the catalog; new models get origin ``lemur`` and status done.
+    """Read an nn-dataset layout into the catalog as LEMUR's database build reads it.
 
-    Importing the same folder twice changes nothing. A model whose code the catalog already
-    holds under another name takes the results under that name; those on another task or
-    dataset than the model's own keep their trial uid with ``@task:dataset`` appended.
-    Records of the same trial (uid) and epoch keep the best accuracy. Folders and files that cannot be read are skipped
-    and named in the summary.
+    New models keep their LEMUR names, get origin ``lemur``, profile ``reviewed`` and status done.
+    Importing the same folder twice changes nothing.
     """
     root, configs = find_layout(folder)
     summary = ImportSummary()
     manifest = _read_manifest(root, summary)
     touched: dict[str, bool] = {}     # model name -> whether it is new
     for config in configs:
-        task, dataset, metric, nn = config.name.split("_")
-        code_file = root / "nn" / f"{nn}.py"
-        if not code_file.is_file():
-            summary.skipped.append(f"{config.name}: no model code nn/{nn}.py")
+        parts = config.name.split("_")
+        if len(parts) != 4:
+            summary.skipped.append(f"{config.name}: not <task>_<dataset>_<metric>_<nn>")
             continue
-        try:
-            code = code_file.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            summary.skipped.append(f"{config.name}: cannot read nn/{nn}.py ({exc})")
-            continue
-        facts = manifest.get(config.name, {})
-        try:
-            name, new = _ensure_model(catalog, config.name, code, task, dataset, metric, nn, facts, run_id)
-        except CatalogError as exc:
-            summary.skipped.append(f"{config.name}: {exc}")
-            continue
-        touched.setdefault(name, new)
-        _ensure_code(catalog, "metric", metric, root)
-        home = catalog.get_model(name)
-        # A catalog's stat ids assume one task and dataset per model; results of the same network on
-        # another one (LEMUR keeps AlexNet on many) get their own trial id so they never overwrite these.
-        foreign = "" if (home["task"], home["dataset"]) == (task, dataset) else f"@{task}:{dataset}"
-        for record in _records(config, summary):
-            transform = record["transform"]
-            _ensure_code(catalog, "transform", transform, root)
-            uid = record["uid"] or prm_uid(record["prm"])
-            if foreign and not uid.endswith(foreign):
-                uid += foreign
-            catalog.record_epoch(EpochRecord(
-                nn=name, epoch=record["epoch"], accuracy=record["accuracy"],
-                duration_s=(record["duration"] or 0) / 1e9, prm=record["prm"], transform=transform,
-                metric=metric, task=task, dataset=dataset, uid=uid,
-                **{k: record["train_stat"].get(k) for k in TRAIN_STAT_FIELDS}))
-            summary.records += 1
-    # Models of the manifest without results (failed or never trained) come along with their facts.
-    for full_name, facts in manifest.items():
-        if full_name in touched or full_name.count("_") != 3:
-            continue
-        task, dataset, metric, nn = full_name.split("_")
-        code_file = root / "nn" / f"{nn}.py"
-        if code_file.is_file():
+        task, dataset, metric, nn = parts
+        for path in sorted(config.iterdir(), key=lambda p: p.name):
+            if not path.stem.isdigit() or not path.is_file():
+                continue    # LEMUR reads only <epoch>.* files
+            where = f"{config.name}/{path.name}"
             try:
-                name, new = _ensure_model(catalog, full_name, code_file.read_text(), task, dataset, metric, nn,
-                                          facts, run_id)
-            except CatalogError as exc:
-                summary.skipped.append(f"{full_name}: {exc}")
-                continue
-            touched.setdefault(name, new)
+                trials = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+                if not isinstance(trials, list):
+                    raise _RecordRefused("not a list of trial records")
+                for index, trial in enumerate(trials):
+                    try:
+                        name = _store(catalog, root, task, dataset, metric, nn, int(path.stem), trial,
+                                      manifest.get(nn, {}), run_id, touched)
+                    except _RecordRefused as exc:
+                        raise _RecordRefused(f"record {index} and the {len(trials) - index - 1} after it: {exc}")
+                    summary.records += 1
+                    touched.setdefault(name, False)
+            except (OSError, ValueError, _RecordRefused, CatalogError) as exc:
+                summary.skipped.append(f"{where}: {exc} (LEMUR's build stops reading the file there too)")
+    # Models of nas-agent's manifest without results (failed, or never trained) come along with their facts.
+    for nn, facts in manifest.items():
+        if nn not in touched and (root / "nn" / f"{nn}.py").is_file():
+            try:
+                _ensure_model(catalog, root, nn, facts.get("task"), facts.get("dataset"), facts.get("metric"), facts,
+                              run_id, touched)
+            except (_RecordRefused, CatalogError) as exc:
+                summary.skipped.append(f"{MANIFEST} model {nn}: {exc}")
     for name, new in touched.items():
-        if not new:
-            summary.known.append(name)
-            continue
-        summary.added.append(name)
-        has_results = bool(catalog.epochs(name))
-        status = "done" if has_results else manifest.get(name, {}).get("status")
-        if status in ("done", "failed"):
-            catalog.set_status(name, status, reason=None if has_results else manifest[name].get("reason"),
-                               run_id=run_id)
+        (summary.added if new else summary.known).append(name)
+        if new:
+            has_results = bool(catalog.epochs(name))
+            status = "done" if has_results else manifest.get(name, {}).get("status")
+            if status in ("done", "failed"):
+                catalog.set_status(name, status, reason=None if has_results else manifest[name].get("reason"),
+                                   run_id=run_id)
     return summary
+
+
+def _store(catalog: Catalog, root: Path, task: str, dataset: str, metric: str, nn: str, epoch: int, trial,
+           facts: dict, run_id: str | None, touched: dict) -> str:
+    """One record, in LEMUR's order: the model's code, each metric's, the transform's, then the record."""
+    if not isinstance(trial, dict):
+        raise _RecordRefused("not a trial record (a JSON object)")
+    name = _ensure_model(catalog, root, nn, task, dataset, metric, facts, run_id, touched)
+    for single in metric.split(","):
+        _ensure_code(catalog, "metric", single.strip(), root)
+    if "transform" not in trial or "uid" not in trial:
+        raise _RecordRefused("it has no " + ("transform" if "transform" not in trial else "uid"))
+    if trial["transform"]:
+        _ensure_code(catalog, "transform", str(trial["transform"]), root)
+    catalog.add_lemur_record(task, dataset, metric, name, epoch, trial)
+    return name
 
 
 def _read_manifest(root: Path, summary: ImportSummary) -> dict[str, dict]:
@@ -238,73 +236,50 @@ def _code_hash(code: str) -> str:
 
     try:
         return code_hash(code)
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         # LEMUR's corpus may hold code this Python cannot parse; hash its text instead.
-        return hashlib.sha256(code.encode()).hexdigest()
+        return "text-" + lemur_id(code)
 
 
-def _ensure_model(catalog: Catalog, name: str, code: str, task: str, dataset: str, metric: str, nn: str,
-                  facts: dict, run_id: str | None) -> tuple[str, bool]:
-    """The catalog name that takes this model's results, adding the model if needed; (name, added)."""
-    existing = catalog.get_model(name)
+def _ensure_model(catalog: Catalog, root: Path, nn: str, task: str, dataset: str, metric: str, facts: dict,
+                  run_id: str | None, touched: dict) -> str:
+    """The name LEMUR files this model's results under, storing its code first if the catalog lacks it.
+
+    Like LEMUR's code_to_db: a new file whose code (whitespace aside) is stored under another name
+    already is filed under that name.
+    """
+    code_file = root / "nn" / f"{nn}.py"
+    if nn in touched:
+        return nn
+    try:
+        code = code_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _RecordRefused(f"no readable model code nn/{nn}.py ({type(exc).__name__})") from None
+    existing = catalog.nn_code(nn)
     if existing is not None:
-        if existing["code"] != code:
-            raise CatalogError(f"the catalog holds a different model named {name}")
-        return name, False
-    digest = _code_hash(code)
-    twin = catalog.find_by_code_hash(digest)
+        if existing != code:
+            raise _RecordRefused(f"the catalog holds a different model named {nn}")
+        return nn
+    twin = catalog.nn_named_by_id(lemur_id(code))
     if twin is not None:
-        return twin, False
+        return twin
     match = _HASH_SUFFIX.match(nn)
-    catalog.add_model(ModelRecord(
-        name=name, code=code, family=facts.get("family") or (match["family"] if match else nn), task=task,
-        dataset=dataset, metric=metric, code_hash=digest, template_params=facts.get("template_params") or {},
+    added = catalog.add_lemur_model(ModelRecord(
+        name=nn, code=code, family=facts.get("family") or (match["family"] if match else nn), task=task,
+        dataset=dataset, metric=metric, code_hash=_code_hash(code), template_params=facts.get("template_params") or {},
         parent=facts.get("parent"), origin=ORIGIN, struct_hash=facts.get("struct_hash"),
-        n_params=facts.get("n_params")), run_id=run_id)
-    return name, True
+        n_params=facts.get("n_params"), profile=facts.get("profile") or "reviewed"), run_id=run_id)
+    touched[nn] = added
+    return nn
 
 
 def _ensure_code(catalog: Catalog, table: str, name: str, root: Path) -> None:
-    """Register a metric or transform once, with its code from the layout or a note that it was not there."""
+    """Register a metric or transform once, with its code from the layout (LEMUR stops where it is missing)."""
     if catalog.code_of(table, [name]):
         return
     path = root / table / f"{name}.py"
-    code = path.read_text() if path.is_file() else f"# {table} {name}: its code was not in the imported folder\n"
+    try:
+        code = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise _RecordRefused(f"no {table} code {table}/{name}.py") from None
     (catalog.register_metric if table == "metric" else catalog.register_transform)(name, code)
-
-
-def _records(config: Path, summary: ImportSummary) -> list[dict]:
-    """The folder's trial records, one per (uid, transform, epoch), the best accuracy kept on repeats."""
-    best: dict[tuple, dict] = {}
-    for path in sorted(config.iterdir()):
-        if path.suffix != ".json":
-            continue
-        where = f"{config.name}/{path.name}"
-        if not path.stem.isdigit():
-            summary.skipped.append(f"{where}: not an epoch file (<epoch>.json)")
-            continue
-        try:
-            trials = json.loads(path.read_text())
-            if not isinstance(trials, list):
-                raise ValueError("not a list of trial records")
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            summary.skipped.append(f"{where}: unreadable ({exc})")
-            continue
-        for i, trial in enumerate(trials):
-            if not isinstance(trial, dict) or not isinstance(trial.get("accuracy"), (int, float)) \
-                    or not trial.get("transform") or not isinstance(trial.get("duration", 0), (int, float, type(None))):
-                summary.skipped.append(f"{where}: record {i} lacks a numeric accuracy, a duration or a transform")
-                continue
-            prm = {k: v for k, v in trial.items() if k not in _RECORD_KEYS}
-            train_stat = trial.get("train_stat") if isinstance(trial.get("train_stat"), dict) else {}
-            uid = str(trial["uid"]) if trial.get("uid") else None
-            record = {"epoch": int(path.stem), "accuracy": float(trial["accuracy"]),
-                      "duration": trial.get("duration"), "uid": uid, "prm": prm,
-                      "transform": str(trial["transform"]), "train_stat": train_stat}
-            key = (uid or json.dumps(prm, sort_keys=True, default=str), record["transform"], record["epoch"])
-            if key in best:
-                summary.merged += 1
-                if record["accuracy"] <= best[key]["accuracy"]:
-                    continue
-            best[key] = record
-    return list(best.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from nas_agent.space.template import is_valid_family
@@ -21,7 +22,7 @@ EVENT_KINDS = ("proposed", "rejected", "queued", "running", "done", "failed", "r
 class ModelRecord:
     """A validated candidate about to enter the catalog."""
 
-    name: str
+    name: str                        # model_name(family, code), or the name an imported LEMUR model has
     code: str
     family: str
     task: str
@@ -33,11 +34,16 @@ class ModelRecord:
     origin: str
     struct_hash: str | None = None
     n_params: int | None = None
+    profile: str = "strict"          # the policy profile it was validated under (reviewed: code people wrote)
 
 
 @dataclass
 class EpochRecord:
-    """One finished epoch of one trial (one set of hyperparameters) of one model."""
+    """One finished epoch of one trial (one set of hyperparameters) of one model, as nas-agent trained it.
+
+    `duration_s` is this epoch's seconds; the catalog stores LEMUR's `duration`, nanoseconds since
+    the trial started (cumulative over its epochs).
+    """
 
     nn: str
     epoch: int
@@ -56,20 +62,28 @@ class EpochRecord:
     gpu_type: str | None = None
     gpu_memory_kb: float | None = None
     occupied_ram_kb: float | None = None
-    # The trial id; None derives it from prm. An import keeps the uid its source gave the trial.
-    uid: str | None = None
+    uid: str | None = None           # the trial id; None derives it from prm (prm_uid)
 
 
-def lemur_name(task: str, dataset: str, metric: str, family: str, code_hash: str) -> str:
-    """LEMUR-style model name, e.g. ``img-classification_cifar-10_acc_FractalNet-1a2b3c4d``."""
-    # LEMUR splits names on "_", so the parts before the family must not contain one.
-    for part in (task, dataset, metric):
-        if not part or "_" in part:
-            raise ValueError(f"task, dataset and metric must be non-empty and free of '_': {part!r}")
-    if not is_valid_family(family) or len(code_hash) < 8:
-        raise ValueError(f"family must be 1-80 letters, digits and hyphens (found {family[:40]!r}) "
-                         "and code_hash at least 8 characters")
-    return f"{task}_{dataset}_{metric}_{family}-{code_hash[:8]}"
+def lemur_id(value) -> str:
+    """LEMUR's `uuid4`: md5 of `str(value)` with every whitespace character removed.
+
+    It is the id of a code row (nn, metric, transform: the code text) and of a stat row (the list
+    of its values, see `stat_id`), so ids computed here and by LEMUR agree.
+    """
+    return hashlib.md5(re.sub(r"\s", "", str(value)).encode()).hexdigest()
+
+
+def model_name(family: str, code: str) -> str:
+    """The name a new model gets, in LEMUR's convention: ``<family>-<lemur_id(code)>`` (``FractalNet-1a2b…``)."""
+    if not is_valid_family(family):
+        raise ValueError(f"family must be 1-80 letters, digits and hyphens, not {family[:40]!r}")
+    return f"{family}-{lemur_id(code)}"
+
+
+def stat_id(transform, uid, task, dataset, metric, nn, epoch, duration, accuracy) -> str:
+    """A stat row's id as LEMUR's save_stat makes it: `lemur_id` of the list of its values, in this order."""
+    return lemur_id([transform, uid, task, dataset, metric, nn, epoch, duration, accuracy])
 
 
 def prm_uid(prm: dict) -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import sqlite3
 from dataclasses import dataclass
+from typing import Callable
+
+from nas_agent.catalog import migrate_lemur
 
 # LEMUR's tables, as ab/nn/util/db/Init.py of nn-dataset creates them. One
 # deliberate difference: LEMUR also declares stat.prm REFERENCES prm(uid), but
@@ -92,13 +95,14 @@ CREATE TABLE IF NOT EXISTS model (
     reason TEXT,
     run_id TEXT,
     created TEXT,
-    updated TEXT);
+    updated TEXT,
+    profile TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS idx_model_code_hash ON model (code_hash);
 CREATE INDEX IF NOT EXISTS idx_model_struct_hash ON model (struct_hash);
 CREATE INDEX IF NOT EXISTS idx_model_status ON model (status);
 CREATE INDEX IF NOT EXISTS idx_model_origin ON model (origin);
 CREATE INDEX IF NOT EXISTS idx_model_family ON model (family);
-CREATE TABLE IF NOT EXISTS run (
+CREATE TABLE IF NOT EXISTS nas_run (
     id TEXT PRIMARY KEY,
     command TEXT,
     config TEXT,
@@ -183,10 +187,14 @@ CREATE TABLE IF NOT EXISTS pretrain_variant (
     created TEXT,
     updated TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS idx_pretrain_variant_trial ON pretrain_variant (nn, prm);
+CREATE TABLE IF NOT EXISTS lemur_record (
+    stat_id TEXT PRIMARY KEY REFERENCES stat (id) ON DELETE CASCADE,
+    record TEXT NOT NULL);
 """
 
 LEMUR_TABLES = ("nn", "transform", "metric", "prm", "stat", "train_stat")
-OWN_TABLES = ("model", "run", "event", "llm_call", "proposal", "meta", "pretrain_variant")
+# Named so that none shadows a table of LEMUR's (it has run, tflite, prun, nn_stat, layer_stat, ...).
+OWN_TABLES = ("model", "nas_run", "event", "llm_call", "proposal", "meta", "pretrain_variant", "lemur_record")
 
 
 @dataclass(frozen=True)
@@ -201,11 +209,18 @@ class Migration:
     why: str
     add_columns: tuple[tuple[str, str, str], ...] = ()    # (table, column, declaration)
     statements: tuple[str, ...] = ()
+    upgrade: Callable[[sqlite3.Connection], None] | None = None   # a step SQL alone cannot express
 
 
 # Ordered, append-only: a catalog stamped N gets every step above N when it is opened.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the pretrain_variant table: fractal pre-training variants of a trial"),
+    Migration(4, "model.profile: the policy profile (strict or reviewed) a model was validated under",
+              add_columns=(("model", "profile", "TEXT"),),
+              statements=("UPDATE model SET profile = CASE WHEN origin = 'lemur' THEN 'reviewed' ELSE 'strict' END "
+                          "WHERE profile IS NULL",)),
+    Migration(5, "LEMUR's names, ids and cumulative durations; our runs in nas_run (LEMUR has a run table)",
+              upgrade=migrate_lemur.upgrade),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

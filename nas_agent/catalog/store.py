@@ -10,7 +10,6 @@ which WAL mode and a busy timeout make safe.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -25,7 +24,7 @@ import sqlite_utils
 
 from nas_agent.catalog import schema
 from nas_agent.catalog.records import (EVENT_KINDS, LOWER_IS_BETTER_METRICS, MODEL_STATUSES, RUN_STATUSES,
-                                       EpochRecord, ModelRecord, prm_uid)
+                                       EpochRecord, ModelRecord, lemur_id, prm_uid, stat_id)
 from nas_agent.errors import UserError
 
 # A reader may have to wait while the driver commits or checkpoints; 30 s is far
@@ -34,12 +33,14 @@ BUSY_TIMEOUT_S = 30.0
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
-_UPSERT_STAT = """
-INSERT INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
+# LEMUR's save_stat: a row whose values all repeat an earlier one is that row (INSERT OR IGNORE).
+_INSERT_STAT = """
+INSERT OR IGNORE INTO stat (id, accuracy, epoch, duration, task, dataset, nn, transform, metric, prm)
 VALUES (:id, :accuracy, :epoch, :duration, :task, :dataset, :nn, :transform, :metric, :prm)
-ON CONFLICT (id) DO UPDATE SET accuracy = excluded.accuracy, duration = excluded.duration,
-    task = excluded.task, dataset = excluded.dataset
 """
+# The rows of one trial: a model, its hyperparameters (uid), transform, metric, task and dataset.
+_SAME_TRIAL = ("nn = :nn AND prm = :prm AND transform = :transform AND metric = :metric "
+               "AND task = :task AND dataset = :dataset")
 
 _UPSERT_TRAIN_STAT = """
 INSERT INTO train_stat (stat_id, train_loss, test_loss, train_accuracy, samples_per_second,
@@ -59,13 +60,19 @@ _SIGNED = "(CASE WHEN {t}.metric IN (SELECT value FROM json_each(:lower)) THEN {
 # Best epoch per model (ties: the earlier epoch), with its mean epoch time; each task ranked by
 # its own metric's direction (accuracy: highest first, bits/dim: lowest first).
 _LEADERBOARD = """
-WITH ranked AS (
-    SELECT s.nn, s.task, s.dataset, s.metric, s.accuracy, s.epoch,
-           ROW_NUMBER() OVER (PARTITION BY s.nn ORDER BY """ + _SIGNED.format(t="s") + """, s.epoch) AS pos,
-           AVG(s.duration) OVER (PARTITION BY s.nn) / 1e9 AS seconds_per_epoch
+WITH chosen AS (
+    SELECT s.*, MAX(s.epoch) OVER (PARTITION BY s.nn, s.prm, s.transform, s.metric, s.task, s.dataset) AS last
     FROM stat s
     WHERE (:task IS NULL OR s.task = :task)
-      AND (:names IS NULL OR s.nn IN (SELECT value FROM json_each(:names))))
+      AND (:names IS NULL OR s.nn IN (SELECT value FROM json_each(:names)))),
+ranked AS (
+    SELECT s.nn, s.task, s.dataset, s.metric, s.accuracy, s.epoch,
+           ROW_NUMBER() OVER (PARTITION BY s.nn ORDER BY """ + _SIGNED.format(t="s") + """, s.epoch) AS pos,
+           -- duration is LEMUR's, cumulative: a trial's mean epoch time is its last row's duration / epoch,
+           -- averaged over the model's trials (records without a duration are left out)
+           AVG(CASE WHEN s.epoch = s.last THEN s.duration * 1.0 / s.epoch END) OVER (PARTITION BY s.nn) / 1e9
+               AS seconds_per_epoch
+    FROM chosen s)
 SELECT r.nn AS name, m.family, r.task, r.dataset, r.metric, r.accuracy, r.epoch, m.n_params,
        r.seconds_per_epoch, m.origin, m.status
 FROM ranked r LEFT JOIN model m ON m.name = r.nn
@@ -73,28 +80,6 @@ WHERE r.pos = 1 AND (:origin IS NULL OR m.origin = :origin)
 ORDER BY r.task, """ + _SIGNED.format(t="r") + """, m.n_params IS NULL, m.n_params, r.nn
 LIMIT :top
 """
-
-# The rows of LEMUR's data(); `pos` = 1 marks the best row of each
-# (task, dataset, metric, nn) for only_best_accuracy.
-_LEMUR_ROWS = """
-WITH filtered AS (
-    SELECT s.*,
-           ROW_NUMBER() OVER (PARTITION BY s.task, s.dataset, s.metric, s.nn
-                              ORDER BY s.accuracy DESC, s.epoch) AS pos
-    FROM stat s
-    WHERE (:task IS NULL OR s.task = :task) AND (:dataset IS NULL OR s.dataset = :dataset)
-      AND (:metric IS NULL OR s.metric = :metric) AND (:nn IS NULL OR s.nn = :nn)
-      AND (:epoch IS NULL OR s.epoch = :epoch))
-SELECT s.task, s.dataset, s.metric, m.code AS metric_code, s.nn, n.code AS nn_code,
-       s.epoch, s.accuracy, s.duration, s.prm, t.code AS transform_code
-FROM filtered s
-LEFT JOIN nn n ON n.name = s.nn
-LEFT JOIN metric m ON m.name = s.metric
-LEFT JOIN transform t ON t.name = s.transform
-WHERE :only_best = 0 OR s.pos = 1
-ORDER BY s.task, s.dataset, s.metric, s.nn, s.epoch
-"""
-
 
 @dataclass
 class Run:
@@ -108,20 +93,22 @@ class CatalogError(UserError):
     """The catalog file cannot be used, or a named model/run is not in it (one-line message)."""
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
+def _scalar(value):
+    """A train_stat value as SQLite can bind it (anything else, such as a list, as its JSON text)."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _prm_value(value):
-    # prm.value keeps scalars in their native type, as LEMUR does; anything else
-    # (lists, dicts, None) goes in as JSON text because the column is NOT NULL.
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
+def _prm_rows(uid: str, prm: dict) -> list[tuple]:
+    """(uid, name, value) rows of a trial's scalars, as LEMUR's populate_prm_table stores them.
+
+    A None value is not stored (LEMUR's INSERT OR IGNORE against NOT NULL drops it); lists and
+    dicts never reach it (LEMUR drops them from a record first).
+    """
+    return [(uid, k, v) for k, v in prm.items() if isinstance(v, (bool, int, float, str))]
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -188,6 +175,8 @@ class Catalog:
                             w.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                     for statement in migration.statements:
                         w.execute(statement)
+                    if migration.upgrade is not None:
+                        migration.upgrade(w)
                 for statement in schema.statements(schema.LEMUR_SCHEMA + schema.OWN_SCHEMA):
                     w.execute(statement)
                 w.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -265,34 +254,68 @@ class Catalog:
 
     def _register_code(self, table: str, name: str, code: str) -> None:
         with self._write() as w:
-            w.execute(f"INSERT INTO {table} (name, code, id) VALUES (?, ?, ?) "
-                      "ON CONFLICT (name) DO UPDATE SET code = excluded.code, id = excluded.id",
-                      (name, code, _md5(code)))
+            # A name stays bound to its first code: an imported LEMUR metric keeps LEMUR's own file.
+            w.execute(f"INSERT OR IGNORE INTO {table} (name, code, id) VALUES (?, ?, ?)", (name, code, lemur_id(code)))
 
     # --- models --------------------------------------------------------------
 
-    def add_model(self, rec: ModelRecord, run_id: str | None = None) -> bool:
+    def add_model(self, rec: ModelRecord, run_id: str | None = None, *, code_stored: bool = False) -> bool:
         """Insert the model's code and record, queued, with a 'queued' event; False if the name exists.
 
         Raises CatalogError when the same code hash is already catalogued under another name.
+        `code_stored`: the nn row is there already (add_lemur_model wrote it).
         """
         now = _utc_now()
         with self._write() as w:
-            if w.execute("SELECT 1 FROM nn WHERE name = ?", (rec.name,)).fetchone():
+            if w.execute("SELECT 1 FROM model WHERE name = ?" if code_stored else "SELECT 1 FROM nn WHERE name = ?",
+                         (rec.name,)).fetchone():
                 return False
             twin = w.execute("SELECT name FROM model WHERE code_hash = ?", (rec.code_hash,)).fetchone()
             if twin:
                 raise CatalogError(f"code hash {rec.code_hash[:8]} is already catalogued as {twin[0]}")
-            w.execute("INSERT INTO nn (name, code, id) VALUES (?, ?, ?)", (rec.name, rec.code, rec.code_hash))
+            if not code_stored:
+                w.execute("INSERT INTO nn (name, code, id) VALUES (?, ?, ?)",
+                          (rec.name, rec.code, lemur_id(rec.code)))
             w.execute(
                 "INSERT INTO model (name, family, task, dataset, metric, code_hash, struct_hash, "
-                "template_params, parent, origin, n_params, status, run_id, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                "template_params, parent, origin, n_params, status, run_id, created, updated, profile) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 (rec.name, rec.family, rec.task, rec.dataset, rec.metric, rec.code_hash, rec.struct_hash,
                  json.dumps(rec.template_params, sort_keys=True, default=str), rec.parent, rec.origin,
-                 rec.n_params, run_id, now, now))
+                 rec.n_params, run_id, now, now, rec.profile))
             self._insert_event(w, rec.name, "queued", None, None, run_id, now)
         return True
+
+    def add_lemur_model(self, rec: ModelRecord, run_id: str | None = None) -> bool:
+        """Store an imported LEMUR model's code under its own name; True when it also became a model row.
+
+        LEMUR keeps every file, so the nn row is always written; a file whose normalised code is
+        already a model (differing only in comments or local names) stays an nn row of LEMUR's
+        only, its results still in data(). False as well when the name is taken.
+        """
+        with self._write() as w:
+            if w.execute("SELECT 1 FROM nn WHERE name = ?", (rec.name,)).fetchone():
+                return False
+            w.execute("INSERT INTO nn (name, code, id) VALUES (?, ?, ?)", (rec.name, rec.code, lemur_id(rec.code)))
+            if w.execute("SELECT 1 FROM model WHERE code_hash = ?", (rec.code_hash,)).fetchone():
+                return False
+        return self.add_model(rec, run_id=run_id, code_stored=True)
+
+    def nn_code(self, name: str) -> str | None:
+        """The code LEMUR's nn table holds under `name`, or None."""
+        row = self.db.conn.execute("SELECT code FROM nn WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def nn_named_by_id(self, code_id: str) -> str | None:
+        """The nn row whose LEMUR id (lemur_id of its code) is `code_id`, or None."""
+        row = self.db.conn.execute("SELECT name FROM nn WHERE id = ? ORDER BY rowid LIMIT 1", (code_id,)).fetchone()
+        return row[0] if row else None
+
+    def lemur_records(self, stat_ids: list[str]) -> dict[str, dict]:
+        """The imported records behind these stat rows, as they were read (rows nas-agent trained have none)."""
+        rows = self._rows("SELECT stat_id, record FROM lemur_record WHERE stat_id IN (SELECT value FROM json_each(?))",
+                          (json.dumps(stat_ids),))
+        return {r["stat_id"]: json.loads(r["record"]) for r in rows}
 
     def get_model(self, name: str) -> dict | None:
         """The model's row plus its `code`, with template_params decoded; None if unknown."""
@@ -351,13 +374,15 @@ class Catalog:
     # --- results -------------------------------------------------------------
 
     def record_epoch(self, rec: EpochRecord) -> str:
-        """Store one finished epoch (prm, stat and train_stat rows) atomically; return the stat id.
+        """Store one epoch nas-agent trained (prm, stat and train_stat rows) atomically; return the stat id.
 
-        Recording the same epoch of the same trial again overwrites it. The model,
-        transform and metric must already be in the catalog.
+        The stat row is LEMUR's: its id `stat_id(...)` of its values, `duration` the nanoseconds since
+        the trial's first epoch began. Recording the same epoch of the same trial again replaces it.
+        The model, transform and metric must already be in the catalog.
         """
         uid = rec.uid or prm_uid(rec.prm)
-        stat_id = _md5(f"{rec.nn}|{uid}|{rec.transform}|{rec.metric}|{rec.epoch}")
+        trial = {"nn": rec.nn, "prm": uid, "transform": rec.transform, "metric": rec.metric, "task": rec.task,
+                 "dataset": rec.dataset}
         with self._write() as w:
             known = w.execute("SELECT EXISTS (SELECT 1 FROM nn WHERE name = ?), "
                               "EXISTS (SELECT 1 FROM transform WHERE name = ?), "
@@ -367,25 +392,60 @@ class Catalog:
                                       (rec.nn, rec.transform, rec.metric)):
                 if not ok:
                     raise CatalogError(f"no {what} named {name} in the catalog; add or register it first")
-            # prm has no unique key (LEMUR's layout), so write a trial's rows only once.
+            before = w.execute(f"SELECT MAX(duration) FROM stat WHERE {_SAME_TRIAL} AND epoch = :epoch - 1",
+                               {**trial, "epoch": rec.epoch}).fetchone()[0]
+            duration = (before or 0) + round(rec.duration_s * 1e9)
+            w.execute(f"DELETE FROM stat WHERE {_SAME_TRIAL} AND epoch = :epoch", {**trial, "epoch": rec.epoch})
             if not w.execute("SELECT 1 FROM prm WHERE uid = ? LIMIT 1", (uid,)).fetchone():
-                w.executemany("INSERT INTO prm (uid, name, value) VALUES (?, ?, ?)",
-                              [(uid, k, _prm_value(v)) for k, v in sorted(rec.prm.items())])
-            w.execute(_UPSERT_STAT, {
-                "id": stat_id, "accuracy": rec.accuracy, "epoch": rec.epoch,
-                "duration": round(rec.duration_s * 1e9),  # LEMUR keeps nanoseconds
-                "task": rec.task, "dataset": rec.dataset, "nn": rec.nn,
-                "transform": rec.transform, "metric": rec.metric, "prm": uid})
+                w.executemany("INSERT INTO prm (uid, name, value) VALUES (?, ?, ?)", _prm_rows(uid, rec.prm))
+            row_id = stat_id(rec.transform, uid, rec.task, rec.dataset, rec.metric, rec.nn, rec.epoch, duration,
+                             rec.accuracy)
+            w.execute(_INSERT_STAT, {**trial, "id": row_id, "accuracy": rec.accuracy, "epoch": rec.epoch,
+                                     "duration": duration})
             w.execute(_UPSERT_TRAIN_STAT, {
-                "stat_id": stat_id, "train_loss": rec.train_loss, "test_loss": rec.test_loss,
+                "stat_id": row_id, "train_loss": rec.train_loss, "test_loss": rec.test_loss,
                 "train_accuracy": rec.train_accuracy, "samples_per_second": rec.samples_per_second,
                 "epoch_max": rec.epoch_max, "gpu_type": rec.gpu_type,
                 "gpu_memory_kb": rec.gpu_memory_kb, "occupied_ram_kb": rec.occupied_ram_kb})
-        return stat_id
+        return row_id
+
+    def add_lemur_record(self, task: str, dataset: str, metric: str, nn: str, epoch: int, record: dict) -> str:
+        """Store one trial record of an nn-dataset stat file as LEMUR's save_stat does; return its stat id.
+
+        Every scalar key but uid, duration and accuracy becomes a prm row of the record's uid (transform
+        and flat training statistics included); a nested train_stat becomes a train_stat row (the flat
+        epoch_max standing in for a missing one); a record whose nine values repeat an earlier one's
+        is that row. The record itself is kept as it was (lemur_record), so an export writes it back
+        unchanged. nn, the metric and the transform must be in the catalog.
+        """
+        train_stat = dict(record["train_stat"]) if isinstance(record.get("train_stat"), dict) else {}
+        scalars = {k: v for k, v in record.items() if not isinstance(v, (dict, list))}
+        if train_stat.get("epoch_max") is None and scalars.get("epoch_max") is not None:
+            train_stat["epoch_max"] = scalars["epoch_max"]
+        uid = scalars.pop("uid")
+        duration, accuracy = scalars.pop("duration", None), scalars.pop("accuracy", None)
+        transform = scalars["transform"]
+        row_id = stat_id(transform, uid, task, dataset, metric, nn, epoch, duration, accuracy)
+        with self._write() as w:
+            w.executemany("INSERT INTO prm (uid, name, value) SELECT ?, ?, ? WHERE NOT EXISTS "
+                          "(SELECT 1 FROM prm WHERE uid = ?1 AND name = ?2 AND value IS ?3)", _prm_rows(uid, scalars))
+            w.execute(_INSERT_STAT, {"id": row_id, "accuracy": accuracy, "epoch": epoch, "duration": duration,
+                                     "task": task, "dataset": dataset, "nn": nn, "transform": transform,
+                                     "metric": metric, "prm": uid})
+            w.execute("INSERT OR IGNORE INTO lemur_record (stat_id, record) VALUES (?, ?)",
+                      (row_id, json.dumps(record)))
+            if train_stat:
+                fields = [c for c in schema.schema_columns()["train_stat"] if c != "stat_id"]
+                w.execute(f"INSERT OR REPLACE INTO train_stat (stat_id, {', '.join(fields)}) "
+                          f"VALUES (?, {', '.join('?' * len(fields))})",
+                          (row_id, *[_scalar(train_stat.get(f)) for f in fields]))
+        return row_id
 
     def epochs(self, name: str) -> list[dict]:
-        """The model's stat rows joined with train_stat, by epoch; `duration` in ns, `seconds` in s."""
-        return self._rows("SELECT s.*, s.duration / 1e9 AS seconds, t.* FROM stat s "
+        """The model's stat rows joined with train_stat, by epoch; `duration` in ns since the trial began,
+        `seconds` that epoch's own time (None where LEMUR's records have no duration)."""
+        return self._rows("SELECT s.*, s.rowid AS stored, (s.duration - COALESCE(LAG(s.duration) OVER (PARTITION BY s.prm, s.transform, "
+                          "s.metric, s.task, s.dataset ORDER BY s.epoch), 0)) / 1e9 AS seconds, t.* FROM stat s "
                           "LEFT JOIN train_stat t ON t.stat_id = s.id "
                           "WHERE s.nn = ? ORDER BY s.epoch, s.prm", (name,))
 
@@ -406,26 +466,12 @@ class Catalog:
     def trial_prms(self, uids: list[str]) -> dict[str, dict]:
         """The hyperparameters of each trial uid, as dicts (scalars in their stored type)."""
         prm: dict[str, dict] = {}
+        # Name, then value order, as LEMUR's data() merges them: of several values of a name, the largest wins.
         for p in self._rows("SELECT uid, name, value FROM prm "
-                            "WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                            "WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY uid, name, value",
                             (json.dumps(sorted(set(uids))),)):
             prm.setdefault(p["uid"], {})[p["name"]] = p["value"]
         return prm
-
-    def lemur_rows(self, only_best_accuracy: bool = False, task: str | None = None,
-                   dataset: str | None = None, metric: str | None = None,
-                   nn: str | None = None, epoch: int | None = None) -> list[dict]:
-        """The rows of LEMUR's data(), `prm` rebuilt as a dict; see nas_agent.catalog.lemur.data."""
-        rows = self._rows(_LEMUR_ROWS, {"task": task, "dataset": dataset, "metric": metric,
-                                        "nn": nn, "epoch": epoch, "only_best": int(only_best_accuracy)})
-        prm: dict[str, dict] = {}
-        uids = json.dumps(sorted({r["prm"] for r in rows if r["prm"]}))
-        for p in self._rows("SELECT uid, name, value FROM prm "
-                            "WHERE uid IN (SELECT value FROM json_each(?)) ORDER BY rowid", (uids,)):
-            prm.setdefault(p["uid"], {})[p["name"]] = p["value"]
-        for r in rows:
-            r["prm"] = prm.get(r["prm"], {})
-        return rows
 
     # --- runs and events -----------------------------------------------------
 
@@ -434,7 +480,7 @@ class Catalog:
         now = datetime.now(timezone.utc)
         run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         with self._write() as w:
-            w.execute("INSERT INTO run (id, command, config, started, status) VALUES (?, ?, ?, ?, 'running')",
+            w.execute("INSERT INTO nas_run (id, command, config, started, status) VALUES (?, ?, ?, ?, 'running')",
                       (run_id, command, json.dumps(config, sort_keys=True, default=str),
                        now.isoformat(timespec="seconds")))
         return run_id
@@ -444,13 +490,13 @@ class Catalog:
         if status not in RUN_STATUSES:
             raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
         with self._write() as w:
-            if not w.execute("UPDATE run SET status = ?, ended = ? WHERE id = ?",
+            if not w.execute("UPDATE nas_run SET status = ?, ended = ? WHERE id = ?",
                              (status, _utc_now(), run_id)).rowcount:
                 raise CatalogError(f"no run {run_id} in the catalog")
 
     def runs(self) -> list[dict]:
         """All runs, oldest first, config decoded."""
-        rows = self._rows("SELECT * FROM run ORDER BY started, id")
+        rows = self._rows("SELECT * FROM nas_run ORDER BY started, id")
         return [{**r, "config": json.loads(r["config"]) if r["config"] else {}} for r in rows]
 
     def add_event(self, nn: str | None, kind: str, stage: str | None = None,
@@ -577,13 +623,13 @@ class Catalog:
 
     def get_run(self, run_id: str) -> dict | None:
         """One run's row, config decoded; None if unknown."""
-        rows = self._rows("SELECT * FROM run WHERE id = ?", (run_id,))
+        rows = self._rows("SELECT * FROM nas_run WHERE id = ?", (run_id,))
         return {**rows[0], "config": json.loads(rows[0]["config"]) if rows[0]["config"] else {}} if rows else None
 
     def reopen_run(self, run_id: str) -> None:
         """Mark a run running again (resuming it)."""
         with self._write() as w:
-            if not w.execute("UPDATE run SET status = 'running', ended = NULL WHERE id = ?", (run_id,)).rowcount:
+            if not w.execute("UPDATE nas_run SET status = 'running', ended = NULL WHERE id = ?", (run_id,)).rowcount:
                 raise CatalogError(f"no run {run_id} in the catalog")
 
     @contextmanager

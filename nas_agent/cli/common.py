@@ -44,7 +44,8 @@ def config_of(config: Optional[Path], **overrides) -> Config:
     cfg = load_config(config)
     mapping = {"task": "task", "epochs": "train.epochs", "data_dir": "data.dir", "train_subset": "data.train_subset",
                "test_subset": "data.test_subset", "device": "device", "catalog": "catalog",
-               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb", "smoke": "validate.smoke"}
+               "seconds": "limits.seconds", "memory_mb": "limits.memory_mb", "smoke": "validate.smoke",
+               "profile": "policy.profile", "loop": "train.loop"}
     values = {mapping[k]: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()}
     return cfg.with_overrides(values)
 
@@ -53,6 +54,9 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Run configuration (TOML p
 SmokeOpt = typer.Option(None, "--smoke/--no-smoke",
                         help="Smoke-run each new candidate in the sandbox before training (default: validate.smoke).")
 CatalogOpt = typer.Option(None, "--catalog", help="Catalog database (default: the config's, runs/catalog.sqlite).")
+ProfileOpt = typer.Option(None, "--profile",
+                          help="Policy profile: strict (a finding rejects; generated code) or reviewed (findings are "
+                               "warnings and the jail holds; code people wrote). Default: policy.profile.")
 TaskOpt = typer.Option(None, "--task", help="img-classification or img-generation (fractal generators scored in "
                                             "bits/dim; without --config it uses conf/generative.toml).")
 

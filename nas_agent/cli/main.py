@@ -15,8 +15,9 @@ from rich.table import Table
 
 # Only light modules at the top: `--help`, `leaderboard` and the argument errors must not wait for
 # torch. Each command imports what it runs.
-from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, SmokeOpt, TaskOpt, catalog_path, command_line,
-                                  config_of, console, err, fail, open_catalog, progress_bars, resolve_name)
+from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, ProfileOpt, SmokeOpt, TaskOpt, catalog_path,
+                                  command_line, config_of, console, err, fail, open_catalog, progress_bars,
+                                  resolve_name)
 from nas_agent.cli.fractals import fractals_app, pretrain
 from nas_agent.config import Config, load_config
 from nas_agent.tasks import TASK_GENERATION, is_generative
@@ -190,12 +191,16 @@ def train(
     origin: str = typer.Option("manual", "--origin", help="Origin recorded in the catalog."),
     smoke: Optional[bool] = SmokeOpt,
     task: Optional[str] = TaskOpt,
+    profile: Optional[str] = ProfileOpt,
+    loop: Optional[str] = typer.Option(None, "--loop", help="fast (the trainer drives forward on batches on the "
+                                                            "device) or contract (the model's own train_setup and "
+                                                            "learn, LEMUR's protocol). Default: train.loop."),
 ) -> None:
     """Train one candidate in a sandboxed child process and record it."""
     try:
         cfg = config_of(config, epochs=epochs, data_dir=data_dir, train_subset=train_subset,
                       test_subset=test_subset, device=device, catalog=catalog, seconds=seconds, smoke=smoke,
-                      task=task)
+                      task=task, profile=profile, loop=loop)
         if not file.exists():
             fail(f"no such file: {file}")
         code = _train_files([file], cfg, 1, origin, retry_failed=True, command=command_line())
@@ -256,6 +261,7 @@ def validate(
     config: Optional[Path] = ConfigOpt,
     catalog: Optional[Path] = typer.Option(
         None, "--catalog", help="Look duplicates up in this catalog (default: the config's, when it exists)."),
+    profile: Optional[str] = ProfileOpt,
 ) -> None:
     """Check candidates: parse, policy, contract, duplicates and (--smoke) a sandboxed run. Exit 1 if any fails."""
     from nas_agent.catalog import Catalog
@@ -263,7 +269,7 @@ def validate(
     from nas_agent.validate import Validation, validator_for
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config).with_overrides({"policy.profile": profile})
         paths = []
         for item in files:
             if item.is_dir():
@@ -306,11 +312,18 @@ def _print_verdicts(results: list[Validation]) -> None:
         table.add_column(column, overflow="fold")
     for r in results:
         verdict = "[green]ok[/]" if r.ok else f"[red]{r.verdict.stage}[/]"
-        table.add_row(escape(r.label), verdict, escape(r.verdict.reason), (r.code_hash or "")[:12], (r.struct_hash or "")[:12],
+        if r.ok and r.warnings:
+            verdict = f"[yellow]ok, {len(r.warnings)} warning(s)[/]"
+        reason = r.verdict.reason or "; ".join(r.warnings[:3]) + (" …" if len(r.warnings) > 3 else "")
+        table.add_row(escape(r.label), verdict, escape(reason), (r.code_hash or "")[:12], (r.struct_hash or "")[:12],
                       f"{r.n_params:,}" if r.n_params is not None else "")
     console.print(table)
     passed = sum(r.ok for r in results)
-    console.print(f"{passed} of {len(results)} passed", highlight=False)
+    warned = sum(r.ok and bool(r.warnings) for r in results)
+    profile = results[0].profile if results else "strict"
+    console.print(f"{passed} of {len(results)} passed under the {profile} profile"
+                  + (f" ({warned} with policy findings reported as warnings: the jail runs them)" if warned else ""),
+                  highlight=False)
 
 
 @app.command()
@@ -769,7 +782,6 @@ def lemur_import(
         err.print(f"[yellow]skipped[/] {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"imported {summary.records} trial record(s): {len(summary.added)} new model(s), "
                   f"{len(summary.known)} already catalogued"
-                  + (f", {summary.merged} repeated record(s) merged (best kept)" if summary.merged else "")
                   + (f", {len(summary.skipped)} skipped" if summary.skipped else ""), highlight=False)
     if not summary.added and not summary.known:
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, lemur_name, prm_uid
+from nas_agent.catalog import Catalog, EpochRecord, ModelRecord, model_name, prm_uid
 from nas_agent.config import Config
 from nas_agent.errors import UserError
 from nas_agent.candidate import Candidate
@@ -51,12 +51,15 @@ class CandidateFile:
     family: str
     struct_hash: str | None = None
     n_params: int | None = None
+    profile: str = "strict"
+    known_as: str | None = None      # the catalog already holds this very code under this name
 
     @classmethod
     def of(cls, validation: Validation, path: Path, default_family: str) -> CandidateFile:
         """The registrable form of an accepted validation (the family the file declares, else `default_family`)."""
         return cls(path, validation.candidate, validation.candidate.family_or(default_family),
-                   struct_hash=validation.struct_hash, n_params=validation.n_params)
+                   struct_hash=validation.struct_hash, n_params=validation.n_params, profile=validation.profile,
+                   known_as=validation.known_as)
 
     @property
     def source(self) -> str:
@@ -70,8 +73,9 @@ class CandidateFile:
     def template_params(self) -> dict:
         return dict(self.candidate.params)
 
-    def name(self, config: Config) -> str:
-        return lemur_name(config.task, config.dataset, metric_of(config.task)[0], self.family, self.code_hash)
+    def name(self) -> str:
+        """Its catalog name: the one it is known as, else LEMUR's convention `<family>-<lemur_id(code)>`."""
+        return self.known_as or model_name(self.family, self.source)
 
 
 def read_source(path: str | Path) -> str:
@@ -128,13 +132,19 @@ def trial_prm(config: Config) -> dict:
 
 def register(catalog: Catalog, candidate: CandidateFile, config: Config, *, origin: str,
              parent: str | None = None, run_id: str | None = None) -> str:
-    """Add the candidate to the catalog (queued) unless it is there already; return its name."""
-    name = candidate.name(config)
+    """Add the candidate to the catalog (queued) unless it is there already; return its name.
+
+    Code the catalog holds already (an imported LEMUR model trained again) keeps its name: the
+    training becomes another trial of that model.
+    """
+    name = candidate.name()
+    if candidate.known_as is not None:
+        return name
     catalog.add_model(ModelRecord(
         name=name, code=candidate.source, family=candidate.family, task=config.task,
         dataset=config.dataset, metric=metric_of(config.task)[0], code_hash=candidate.code_hash,
         template_params=candidate.template_params, parent=parent, origin=origin,
-        struct_hash=candidate.struct_hash, n_params=candidate.n_params), run_id=run_id)
+        struct_hash=candidate.struct_hash, n_params=candidate.n_params, profile=candidate.profile), run_id=run_id)
     return name
 
 

@@ -4,13 +4,37 @@ from __future__ import annotations
 
 TASK_CLASSIFICATION = "img-classification"
 ACC_METRIC = "acc"
-# Stored in LEMUR's metric table: what the driver computes from the child's test logits.
+# Stored in LEMUR's metric table, and written as metric/acc.py by `lemur export`: LEMUR loads a metric
+# file through its create_metric(); the driver's scorer computes the same share from the child's logits.
 ACC_METRIC_CODE = '''import torch
 
 
-def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of samples whose arg-max class is the label."""
-    return (outputs.argmax(1) == labels).float().mean().item()
+class Accuracy:
+    """Share of samples whose arg-max class is the label, accumulated over batches."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.correct = 0
+        self.total = 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        predicted = outputs.reshape(-1, outputs.shape[-1]).argmax(dim=1)
+        targets = targets.reshape(-1)
+        self.correct += (predicted == targets).sum().item()
+        self.total += targets.numel()
+
+    def __call__(self, outputs, targets):
+        self.update(outputs, targets)
+        return self.correct, self.total
+
+    def result(self):
+        return self.correct / max(self.total, 1e-8)
+
+
+def create_metric(out_shape=None):
+    return Accuracy()
 '''
 
 

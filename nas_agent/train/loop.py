@@ -225,7 +225,7 @@ def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
 
 def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
                 checkpoint: Path | None = None, fingerprint: str = "", compile: bool = False,
-                resume_epoch: int | None = None,
+                resume_epoch: int | None = None, prm: dict | None = None,
                 on_test_logits: Callable[[int, torch.Tensor], None] | None = None,
                 on_epoch: Callable[[EpochMetrics], None] = lambda m: None) -> list[EpochMetrics]:
     """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint` (and `resume_epoch`).
@@ -247,9 +247,8 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
     test_y = data.test_y.to(device) if on_test_logits is None else None
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
 
-    if cfg.loop == "contract":
-        prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout}
-        model.train_setup(prm)
+    if cfg.loop == "contract":  # the model's own optimizer, with the prm its Net was built with
+        model.train_setup(prm or {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout})
         optimizer, scheduler = getattr(model, "optimizer", None), None
         criterion = None
     else:

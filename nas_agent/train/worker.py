@@ -105,13 +105,55 @@ def parameter_saver():
     return save
 
 
+# LEMUR's hyperparameters are fractions in [0, 1] that each model maps to its own range (a patch
+# size, an auxiliary dropout): a name the recipe does not set gets the middle of that range.
+UNSET_HYPERPARAMETER = 0.5
+
+
+def model_prm(module, known: dict) -> dict:
+    """The prm handed to Net and train_setup: `known`, plus each other name the model's
+    supported_hyperparameters() lists (LEMUR models read theirs with prm['name'])."""
+    try:
+        names = module.supported_hyperparameters()
+        extra = {name: UNSET_HYPERPARAMETER for name in names if isinstance(name, str) and name not in known}
+    except Exception:  # the contract check will say what is wrong with supported_hyperparameters
+        extra = {}
+    return {**extra, **known}
+
+
+# Trusted libraries whose native operators load through ctypes (torch.ops.load_library), which the
+# guard refuses once candidate code may run: imported first, for a candidate that imports them.
+PRELOADED_FOR_CANDIDATES = ("torchvision",)
+
+
+def preload_libraries(candidate: Path) -> None:
+    """Import the trusted libraries the candidate will import and whose operators need native code."""
+    import ast
+
+    try:
+        tree = ast.parse(candidate.read_text())
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return  # loading the candidate will say what is wrong with it
+    roots = {alias.name.partition(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    roots |= {node.module.partition(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    for name in PRELOADED_FOR_CANDIDATES:
+        if name in roots:
+            __import__(name)   # torchvision registers torchvision::nms & co. from its _C library
+
+
 def lock_down(workdir: Path, writable: list[Path]) -> None:
     """The last step before candidate code loads: refuse execve (seccomp), then the audit-hook guard.
 
     The driver left the compiled filter in the job folder (in the jail, the exec lock on top of the
     jail's own filter; unjailed, the jail's rules too); it is loaded on every thread, then deleted.
+    Trusted libraries the candidate imports and that load native operators are imported first.
     """
     from nas_agent.sandbox import guard, seccomp
+    from nas_agent.train.job import CANDIDATE_FILE
+
+    preload_libraries(workdir / CANDIDATE_FILE)
 
     program = workdir / seccomp.EXEC_LOCK_FILE
     if program.exists():
@@ -161,8 +203,8 @@ def main(job_path: str, event_fd: int) -> int:
 
     try:
         module = load_candidate(workdir / CANDIDATE_FILE)
-        prm = {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
-               "checkpoint_blocks": cfg.checkpoint_blocks}
+        prm = model_prm(module, {"lr": cfg.lr, "momentum": cfg.momentum, "dropout": cfg.dropout,
+                                 "checkpoint_blocks": cfg.checkpoint_blocks})
         model = module.Net(job.in_shape, job.out_shape, prm, device)
         if init_state is not None:
             emit(events, "init", **load_matching(model, init_state))
@@ -195,7 +237,7 @@ def main(job_path: str, event_fd: int) -> int:
             train_generative(model, data, cfg, device, on_test_outputs=on_test_outputs,
                              probes=(probe_images, probes.flat_positions), **kwargs)
         else:
-            train_model(model, data, cfg, device, on_test_logits=on_test_logits, **kwargs)
+            train_model(model, data, cfg, device, on_test_logits=on_test_logits, prm=prm, **kwargs)
     except BaseException as exc:  # candidate code may raise anything, SystemExit included
         emit(events, "failed", stage="train", reason=describe(exc), traceback=traceback.format_exc()[-4000:])
         return 1

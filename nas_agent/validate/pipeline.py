@@ -18,7 +18,7 @@ from nas_agent.candidate import Candidate, CandidateSyntaxError
 from nas_agent.space.template import Template, changed_outside_regions, has_regions
 from nas_agent.tasks import GENERATION_OUT_SHAPE, is_generative
 from nas_agent.validate.contract import check_contract
-from nas_agent.validate.policy import PolicyConfig, check_policy, check_size
+from nas_agent.validate.policy import PolicyConfig, check_policy, check_size, policy_findings
 from nas_agent.validate.smoke import SmokeLimits, smoke_test
 from nas_agent.validate.verdict import Verdict
 
@@ -37,6 +37,8 @@ class Validation:
     known_as: str | None = None          # allow_known: the catalog model with this very code
     smoke_seconds: float | None = None
     candidate: Candidate | None = field(default=None, repr=False, compare=False)   # None: it did not parse
+    profile: str = "strict"              # the policy profile it was checked under
+    warnings: tuple[str, ...] = ()       # reviewed profile: the policy's findings, reported, not refused
 
     @property
     def ok(self) -> bool:
@@ -46,7 +48,7 @@ class Validation:
         return {"file": self.label, "ok": self.verdict.ok, "stage": self.verdict.stage,
                 "reason": self.verdict.reason, "code_hash": self.code_hash, "struct_hash": self.struct_hash,
                 "n_params": self.n_params, "flops_per_sample": self.flops_per_sample,
-                "duplicate_of": self.duplicate_of}
+                "duplicate_of": self.duplicate_of, "profile": self.profile, "warnings": list(self.warnings)}
 
 
 @dataclass
@@ -56,7 +58,9 @@ class Validator:
     `catalog`: a Catalog to look duplicates up in (None: only this batch). `smoke`: limits
     of the smoke run, None to stop after the static stages. `allow_known`: code already in
     the catalog is accepted as that model (re-training a known file resumes it) instead of
-    being rejected as a duplicate.
+    being rejected as a duplicate. `profile`: "strict" rejects on any policy finding (generated
+    code); "reviewed" reports the findings as warnings (code people wrote) and relies on the jail,
+    which runs every candidate either way.
     """
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -66,6 +70,7 @@ class Validator:
     workdir: Path | None = None
     allow_known: bool = False
     policy_enabled: bool = True
+    profile: str = "strict"
     _seen_code: dict[str, str] = field(default_factory=dict)
     _seen_struct: dict[str, str] = field(default_factory=dict)
 
@@ -94,28 +99,32 @@ class Validator:
             except CandidateSyntaxError as exc:
                 return Validation(label, Verdict.reject("parse", str(exc)))
         module = candidate.module
-        # The policy comes first: code that fails it never reaches a process that runs it.
-        checks = ([lambda m: check_policy(m, self.policy, text=source)] if self.policy_enabled else []) \
-            + [check_contract]
-        for check in checks:
-            verdict = check(module)
+        facts = dict(candidate=candidate, profile=self.profile)
+        if self.policy_enabled and self.profile == "reviewed":
+            facts["warnings"] = tuple(policy_findings(module, self.policy, text=source))
+        elif self.policy_enabled:
+            # The policy comes first: code that fails it never reaches a process that runs it.
+            verdict = check_policy(module, self.policy, text=source)
             if not verdict.ok:
-                return Validation(label, verdict, candidate=candidate)
+                return Validation(label, verdict, **facts)
+        verdict = check_contract(module)
+        if not verdict.ok:
+            return Validation(label, verdict, **facts)
         template = self.templates.get(candidate.family_or(""))
         if template is not None and has_regions(source):
             changed = changed_outside_regions(source, template)
             if changed:
-                return Validation(label, Verdict.reject("contract", changed), candidate=candidate)
+                return Validation(label, Verdict.reject("contract", changed), **facts)
         digest = candidate.code_hash
         known = self.catalog.find_by_code_hash(digest) if self.catalog is not None else None
         if known and self.allow_known:
-            return Validation(label, Verdict.accept(), code_hash=digest, known_as=known, candidate=candidate)
+            return Validation(label, Verdict.accept(), code_hash=digest, known_as=known, **facts)
         twin = self._seen_code.get(digest) or known
         if twin:
             return Validation(label, Verdict.reject(
                 "duplicate", f"same code as {twin} once comments, formatting and local names are ignored"),
-                code_hash=digest, duplicate_of=twin, candidate=candidate)
-        return Validation(label, Verdict.accept(), code_hash=digest, candidate=candidate)
+                code_hash=digest, duplicate_of=twin, **facts)
+        return Validation(label, Verdict.accept(), code_hash=digest, **facts)
 
     def check_smoke(self, source: str, static: Validation) -> Validation:
         """Run the candidate once in the sandbox; reject it there or as a structural duplicate."""
@@ -163,8 +172,11 @@ class Validator:
 
 
 def validator_for(config, *, catalog=None, workdir: Path | None = None, allow_known: bool = False,
-                  smoke: bool | None = None) -> Validator:
-    """A Validator set up from a run's Config (`[policy]` and `[validate]`) and the shipped templates."""
+                  smoke: bool | None = None, profile: str | None = None) -> Validator:
+    """A Validator set up from a run's Config (`[policy]` and `[validate]`) and the shipped templates.
+
+    `profile` overrides `[policy] profile` (imported LEMUR models are validated as reviewed).
+    """
     from nas_agent.space.template import load_templates
 
     policy = PolicyConfig(allowed_imports=PolicyConfig().allowed_imports + tuple(config.policy.extra_imports),
@@ -174,4 +186,4 @@ def validator_for(config, *, catalog=None, workdir: Path | None = None, allow_kn
                          max_gflops=v.max_gflops)
     return Validator(policy=policy, smoke=limits if (v.smoke if smoke is None else smoke) else None,
                      catalog=catalog, templates=load_templates(), workdir=workdir, allow_known=allow_known,
-                     policy_enabled=config.policy.enabled)
+                     policy_enabled=config.policy.enabled, profile=profile or config.policy.profile)

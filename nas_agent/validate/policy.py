@@ -131,9 +131,11 @@ def _builtin_uses(code: str, names: tuple[str, ...]) -> set[str]:
 
 
 class _PolicyVisitor(cst.CSTVisitor):
-    def __init__(self, config: PolicyConfig, builtins_used: set[str], name_functions_used: set[str]):
+    def __init__(self, config: PolicyConfig, builtins_used: set[str], name_functions_used: set[str],
+                 findings: list[_PolicyViolation] | None = None):
         super().__init__()
         self.config = config
+        self.findings = findings      # None: stop at the first violation; a list: collect them all
         self.builtins_used = builtins_used  # forbidden names used as the builtins (see _builtin_uses)
         self.name_functions_used = name_functions_used  # getattr and friends, as the builtins
         self.aliases: dict[str, str] = {}  # local name -> the qualified name it stands for
@@ -141,6 +143,15 @@ class _PolicyVisitor(cst.CSTVisitor):
         self.attribute_bases: set[int] = set()  # ids of the nodes that are the `x` of `x.<name>`
         self.called: set[int] = set()           # ids of the nodes that are called: `f` of `f(...)`
         self.bound: set[int] = set()            # ids of Name nodes being bound (imports, alias targets)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        try:
+            return super().on_visit(node)
+        except _PolicyViolation as violation:
+            if self.findings is None:
+                raise
+            self.findings.append(violation)
+            return True   # and go on into the node's children
 
     def _qualify(self, dotted: str) -> str:
         head, _, rest = dotted.partition(".")
@@ -411,6 +422,31 @@ def check_policy(source: str | cst.Module, config: PolicyConfig | None = None, *
         line = _line_of(module, violation.node)
         return Verdict.reject("policy", (f"line {line}: " if line else "") + str(violation))
     return Verdict.accept()
+
+
+def policy_findings(module: cst.Module, config: PolicyConfig | None = None, *, text: str | None = None) -> list[str]:
+    """Every policy finding in `module` (one line each, with its line number), for the reviewed profile.
+
+    Code a person wrote is checked for the same things as generated code, but what is found is
+    reported, not refused: the jail is the wall it runs behind. A program Python refuses (a
+    `return` outside a function) is still one finding.
+    """
+    config = config or PolicyConfig()
+    code = text or module.code
+    try:
+        used = _builtin_uses(code, (*config.forbidden_names, *NAME_FUNCTIONS))
+    except SyntaxError as exc:
+        return [f"line {exc.lineno}: {exc.msg}"]
+    findings: list[_PolicyViolation] = []
+    module.visit(_PolicyVisitor(config, used & set(config.forbidden_names), used & set(NAME_FUNCTIONS), findings))
+    positions = cst.MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider) if findings else {}
+    lines = []
+    for violation in findings:
+        where = positions.get(violation.node) if violation.node is not None else None
+        text_line = (f"line {where.start.line}: " if where else "") + str(violation)
+        if text_line not in lines:
+            lines.append(text_line)
+    return lines
 
 
 def _line_of(module: cst.Module, node) -> int | None:

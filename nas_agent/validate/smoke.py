@@ -77,6 +77,8 @@ def _verdict_inputs(result, workdir: Path, limits: SmokeLimits, in_shape, out_sh
     if failure is not None:
         if failure.startswith("timeout:"):
             failure += ": an endless loop or far too much work"
+        elif failure.startswith("out of memory:"):   # name the limit, as the parameter and FLOP limits do
+            failure += f" (the smoke run's limit: validate.smoke_memory_mb = {limits.memory_mb:,} MB)"
         elif not failure.startswith(("crashed:", "out of memory:", "failed:", "interrupted:", "refused:")):
             failure = quote_untrusted(failure)  # the candidate's own words (an exception message)
         raise SmokeRejection(failure)

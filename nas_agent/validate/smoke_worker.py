@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from nas_agent.tasks import is_generative
-from nas_agent.train.worker import describe, emit, load_candidate, lock_down, parameter_saver, write_atomically
+from nas_agent.train.worker import describe, emit, load_candidate, lock_down, model_prm, parameter_saver, write_atomically
 
 
 class SmokeFailure(Exception):
@@ -35,7 +35,7 @@ def _check(job: dict, workdir: Path, started: float) -> dict:
 
     module = load_candidate(workdir / CANDIDATE_FILE)
     in_shape, out_shape = tuple(job["in_shape"]), tuple(job["out_shape"])
-    prm = {"lr": 0.01, "momentum": 0.9, "dropout": 0.1}
+    prm = model_prm(module, {"lr": 0.01, "momentum": 0.9, "dropout": 0.1})
     try:
         model = module.Net(in_shape, out_shape, prm, torch.device("cpu"))
     except BaseException as exc:
@@ -68,6 +68,15 @@ def _check(job: dict, workdir: Path, started: float) -> dict:
         output, structure = probe(model, inputs)
     except TypeError as exc:
         raise SmokeFailure(str(exc)) from None
+    except RuntimeError as exc:
+        if "complex" not in str(exc):
+            raise
+        # A complex-valued network (LEMUR's ComplexNet) is fed complex64 images by LEMUR's complex_*
+        # transforms: the same batch as complex numbers, once.
+        try:
+            output, structure = probe(model, inputs.to(torch.complex64))
+        except TypeError as again:
+            raise SmokeFailure(str(again)) from None
     if tuple(output.shape) != (batch, *out_shape):
         raise SmokeFailure(f"forward returned shape {tuple(output.shape)}, expected {(batch, *out_shape)} "
                            f"(batch, *out_shape)")
