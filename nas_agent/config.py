@@ -129,7 +129,7 @@ class SearchConfig:
     budget: int = 20                     # candidates (and HPO trials) to train; 0: until `hours` is spent
     hours: float = 0.0                   # wall-clock limit of the search; 0: none
     round_size: int = 8                  # proposals asked for per round
-    strategies: dict = field(default_factory=_default_strategies)   # name -> weight: llm, mutate, optuna, hpo
+    strategies: dict = field(default_factory=_default_strategies)   # name -> weight: llm, mutate, optuna, hpo, random
     parents: int = 3                     # best models each round builds on
     diversity: int = 1                   # plus this many picked for being unlike them
     crossover: float = 0.25              # mutate: share of crossovers when there are two parents or more
@@ -266,10 +266,10 @@ def _check(config: Config, where: str) -> Config:
     if not (0 <= llm.temperature <= 5 and 0 < llm.top_p <= 1 and llm.max_tokens > 0 and llm.n > 0):
         problems.append("llm: temperature must be in [0, 5], top_p in (0, 1], max_tokens and n positive")
     search = config.search
-    unknown = set(search.strategies) - {"llm", "mutate", "optuna", "hpo"}
+    unknown = set(search.strategies) - {"llm", "mutate", "optuna", "hpo", "random"}
     if unknown:
         problems.append(f"search.strategies: unknown strategy {', '.join(sorted(unknown))}; "
-                        f"choose from llm, mutate, optuna, hpo")
+                        f"choose from llm, mutate, optuna, hpo, random")
     elif not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
                  for w in search.strategies.values()) or not any(w > 0 for w in search.strategies.values()):
         problems.append("search.strategies: weights must be numbers >= 0, at least one of them positive")

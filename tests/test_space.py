@@ -121,3 +121,28 @@ def test_global_drop_path_trains_one_column(template, tmp_path):
     calls.clear()
     net.eval()(torch.randn(2, 3, 32, 32))
     assert len(calls) == 7  # evaluation uses every column
+
+
+def test_the_papers_space_is_expressible_and_its_extremes_build(template, tmp_path):
+    """conf/paper-space.toml: blocks 1-5, columns 1-7, widths 64-512, element sequences of length 2-4 with repetition."""
+    from nas_agent.config import load_config
+    from nas_agent.space.fractal import element_sequences
+
+    space = FractalSpace.from_config(load_config("paper-space").space)
+    sequences = element_sequences(("conv", "bn", "act", "dropout"), (2, 3, 4))
+    assert len(sequences) == 219 and ("conv", "conv") in sequences and ("bn", "act") not in sequences
+    assert len(space) == 5 * 7 * 4 * 219 == 30_660
+    extremes = [{**space.variant(0), "N_BLOCKS": 1, "N_COLUMNS": 7, "ELEMENT_ORDER": ("conv", "conv", "conv", "conv")},
+                {**space.variant(0), "N_BLOCKS": 5, "N_COLUMNS": 1, "BASE_CHANNELS": 512,
+                 "ELEMENT_ORDER": ("dropout", "bn", "conv")}]
+    torch.manual_seed(0)
+    for candidate in generate_candidates(template, extremes, tmp_path):
+        assert check_contract(candidate.path.read_text()).ok
+        module = _load(candidate.path)
+        net = module.Net((1, 3, 32, 32), (10,), {"lr": 0.01, "momentum": 0.9, "dropout": 0.2}, "cpu")
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    deepest = module.Net((1, 3, 32, 32), (10,), {"dropout": 0.2}, "cpu")
+    widths = [m.out_channels for m in deepest.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(widths) == 512     # the paper's widest blocks, past the template's default cap of 256
+    with pytest.raises(ValueError, match="element_order or element_lengths"):
+        FractalSpace.from_config({"element_lengths": [2], "element_order": [["conv", "bn"]]})

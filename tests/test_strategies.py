@@ -163,3 +163,43 @@ def test_a_duplicate_of_an_llm_answer_names_the_model_it_repeats(tmp_path, templ
         assert [r["status"] for r in rows] == ["queued"] * 5 + ["duplicate"] + ["queued"] * 2
         x = admitted[4].name
         assert rows[5]["nn"] == x and x in rows[5]["reason"] and admitted[0].name not in rows[5]["reason"]
+
+
+def test_random_draws_are_uniform_valid_and_never_repeated(tmp_path, template):
+    from nas_agent.search.random_strategy import RandomStrategy
+
+    validator = Validator(templates=load_templates())
+    with Catalog(tmp_path / "c.sqlite") as catalog:
+        tiny = FractalSpace(n_blocks=(2, 3), n_columns=(1, 2), base_channels=(8,), activation=("relu", "gelu"),
+                            element_order=(("conv", "bn", "act", "dropout"),))
+        strategy = RandomStrategy(tiny)
+        context = _context(catalog, template, [template_parent(template)])
+        # Rounds until the space is spent: every variant once, none twice, then nothing more.
+        drawn = []
+        for _ in range(4):
+            drawn += strategy.propose(context, 3)
+        assert len(drawn) == len(tiny) == 8 == len({code_hash(p.source) for p in drawn})
+        assert strategy.propose(context, 3) == []
+        for proposal in drawn[:5]:
+            assert validator.validate(proposal.source, proposal.change).ok, proposal.change
+            assert proposal.strategy == "random" and proposal.parent == "template:fractalnet.py"
+            assert read_params(proposal.source)["N_BLOCKS"] in tiny.n_blocks
+    # Uniform: over many draws from the full space, each activation comes up about equally often.
+    rng, space = random.Random(3), FractalSpace()
+    counts = {}
+    for _ in range(6000):
+        activation = space.draw(rng)["ACTIVATION"]
+        counts[activation] = counts.get(activation, 0) + 1
+    assert set(counts) == set(space.activation) and max(counts.values()) / min(counts.values()) < 1.15
+
+
+def test_random_draws_of_generators_are_valid_and_weighted_by_what_each_structure_holds():
+    from nas_agent.space.generative import GenerativeSpace
+
+    space = GenerativeSpace(hierarchies=((3072,), (1024, 3)), widths=(16, 32), depths=(1,), orders=("ar",))
+    assert len(space) == 2 + 2 ** 2      # one level: 2 generators; two levels: 4
+    rng = random.Random(0)
+    draws = [space.draw(rng) for _ in range(3000)]
+    two_levels = sum(len(d["LEVEL_SEQ"]) == 2 for d in draws) / len(draws)
+    assert abs(two_levels - 4 / 6) < 0.03
+    assert all(space.point_of(d) is not None and len({len(v) for v in d.values()}) == 1 for d in draws)

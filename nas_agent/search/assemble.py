@@ -62,6 +62,10 @@ def make_strategies(config: Config, catalog: Catalog, run_id: str, backend) -> d
         from nas_agent.search.mutate import MutateStrategy
 
         strategies["mutate"] = MutateStrategy(space, crossover=config.search.crossover)
+    if wants(config, "random"):
+        from nas_agent.search.random_strategy import RandomStrategy
+
+        strategies["random"] = RandomStrategy(space)
     if wants(config, "optuna"):
         from nas_agent.search.optuna_strategy import OptunaStrategy
 

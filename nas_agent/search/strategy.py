@@ -20,7 +20,7 @@ from nas_agent.catalog import Catalog
 from nas_agent.config import Config
 from nas_agent.space.template import Template, TemplateError, read_params
 
-STRATEGIES = ("llm", "mutate", "optuna", "hpo")
+STRATEGIES = ("llm", "mutate", "optuna", "hpo", "random")
 
 
 @dataclass(frozen=True)

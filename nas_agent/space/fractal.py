@@ -1,8 +1,14 @@
-"""The FractalNet permutation space of the source paper, as an indexable product.
+"""The FractalNet space of templates/fractalnet.py, as an indexable product.
 
 Each variant is a dict of template parameters. The space is a mixed-radix product of
 its dimensions, so variant i is computed directly (no list of thousands of dicts),
 and a seeded sample of k variants is a sample of k indices.
+
+The default is our own space (orders of the four element layers, five activations, small
+widths). The source paper's generator (blocks 1-5, columns 1-7, widths 64-512, element
+sequences of length 2-4 with repetition over conv / bn / act / dropout) is expressible too:
+`[space] element_lengths` builds those sequences, `max_channels` lets widths pass 256, and
+conf/paper-space.toml declares the paper's ranges.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ def element_orders(kinds: tuple[str, ...] = ELEMENT_KINDS) -> tuple[tuple[str, .
     return tuple(itertools.permutations(kinds))
 
 
+def element_sequences(kinds: tuple[str, ...], lengths: tuple[int, ...]) -> tuple[tuple[str, ...], ...]:
+    """The source paper's rule: every sequence of `kinds` of each length, with repetition, that holds a conv.
+
+    A sequence without a conv cannot turn a block's input channels into its width, so it is no network.
+    (4 kinds, lengths 2-4: 336 sequences, 219 of them with a conv.)
+    """
+    return tuple(seq for n in lengths for seq in itertools.product(kinds, repeat=n) if "conv" in seq)
+
+
 @dataclass(frozen=True)
 class FractalSpace:
     """Dimensions of the generator: fractal depth (blocks), columns, width, activation, layer order."""
@@ -32,10 +47,27 @@ class FractalSpace:
     base_channels: tuple[int, ...] = (16, 32)
     activation: tuple[str, ...] = ("relu", "gelu", "silu", "leaky_relu", "elu")
     element_order: tuple[tuple[str, ...], ...] = field(default_factory=element_orders)
+    max_channels: tuple[int, ...] = ()   # empty: the template's own cap on a block's width (256)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "FractalSpace":
-        """Build from a `[space]` config section; lists become tuples, orders may be given explicitly."""
+        """Build from a `[space]` config section; lists become tuples, orders may be given explicitly.
+
+        `element_lengths` (with `element_kinds`, default conv, bn, act, dropout) builds the element
+        sequences by the paper's rule instead of listing them (see element_sequences).
+        """
+        section = dict(section)
+        lengths, kinds = section.pop("element_lengths", None), section.pop("element_kinds", None)
+        if lengths is not None or kinds is not None:
+            if "element_order" in section:
+                raise ValueError("[space] give element_order or element_lengths (and element_kinds), not both")
+            if not isinstance(lengths, list) or not lengths or not all(isinstance(n, int) and 1 <= n <= 8
+                                                                     for n in lengths):
+                raise ValueError("[space] element_lengths must be a list of lengths from 1 to 8")
+            kinds = ELEMENT_KINDS if kinds is None else kinds
+            if not isinstance(kinds, list | tuple) or not set(kinds) <= set(ELEMENT_KINDS) or "conv" not in kinds:
+                raise ValueError(f"[space] element_kinds must be a list of {', '.join(ELEMENT_KINDS)} holding conv")
+            section["element_order"] = [list(seq) for seq in element_sequences(tuple(kinds), tuple(lengths))]
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(section) - known
         if unknown:
@@ -61,6 +93,7 @@ class FractalSpace:
             "BASE_CHANNELS": self.base_channels,
             "ACTIVATION": self.activation,
             "ELEMENT_ORDER": self.element_order,
+            **({"MAX_CHANNELS": self.max_channels} if self.max_channels else {}),
         }
 
     def __len__(self) -> int:
@@ -146,6 +179,10 @@ class FractalSpace:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self.variant(i) for i in range(len(self)))
+
+    def draw(self, rng: random.Random) -> dict[str, Any]:
+        """One variant, uniformly at random."""
+        return self.variant(rng.randrange(len(self)))
 
     def sample(self, k: int | None, seed: int = 0) -> list[dict[str, Any]]:
         """k distinct variants in a seeded random order (all of them when k is None)."""

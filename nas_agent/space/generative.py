@@ -88,6 +88,21 @@ class GenerativeSpace:
     def region_values(self, params: dict[str, Any]) -> dict[str, Any]:
         return {n: v for n, v in params.items() if n in PARAMS}
 
+    def _per_level(self) -> int:
+        return len(self.widths) * len(self.depths) * len(self.orders)
+
+    def __len__(self) -> int:
+        """Distinct generators: for each level structure, a width, depth and order per level."""
+        return sum(self._per_level() ** len(levels) for levels in self.hierarchies)
+
+    def draw(self, rng: random.Random) -> dict[str, Any]:
+        """One generator uniformly at random: a structure weighted by how many generators it holds, then each level."""
+        levels = rng.choices(self.hierarchies, weights=[self._per_level() ** len(h) for h in self.hierarchies])[0]
+        return {"LEVEL_SEQ": levels,
+                "LEVEL_WIDTH": tuple(rng.choice(self.widths) for _ in levels),
+                "LEVEL_DEPTH": tuple(rng.choice(self.depths) for _ in levels),
+                "LEVEL_ORDER": tuple(rng.choice(self.orders) for _ in levels)}
+
     def mutate(self, params: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], str] | None:
         p = per_level(params)
         if p is None:

@@ -38,6 +38,14 @@ class Space(Protocol):
         """The values of `params` that belong in the template's parameter region."""
         ...
 
+    def __len__(self) -> int:
+        """How many distinct parameter sets (networks the template can render) the space holds."""
+        ...
+
+    def draw(self, rng: random.Random) -> dict[str, Any]:
+        """The parameters of one network drawn uniformly from the space (each distinct one equally likely)."""
+        ...
+
 
 def short(value) -> str:
     """A parameter value as a change line shows it (sequences comma-separated)."""
