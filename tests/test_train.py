@@ -67,8 +67,9 @@ def test_leaderboard_show_and_lemur_view(trained, cli_env):
     from nas_agent.catalog.lemur import data
 
     frame = data(catalog)
-    assert list(frame.columns) == ["task", "dataset", "metric", "metric_code", "nn", "nn_code", "epoch",
-                                   "accuracy", "duration", "prm", "transform_code"]
+    assert list(frame.columns) == ["id", "task", "dataset", "metric", "metric_code", "metric_id", "nn", "nn_code",
+                                   "nn_id", "epoch", "accuracy", "duration", "prm_id", "transform_code",
+                                   "transform_id", "prm"]
     assert len(frame) == 2 and frame["prm"].iloc[0]["batch"] == 128
 
 
