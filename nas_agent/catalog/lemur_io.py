@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nas_agent.catalog import schema
 from nas_agent.catalog.records import ModelRecord, lemur_id
 from nas_agent.catalog.store import Catalog, CatalogError
 
@@ -76,13 +77,13 @@ def export_lemur(catalog: Catalog, out_dir: str | Path, names: list[str] | None 
     if out.exists() and not out.is_dir():
         raise LemurLayoutError(f"{out} is a file; give a folder to export into")
     summary = ExportSummary(out)
-    conn = catalog.db.conn
-    wanted = [r[0] for r in conn.execute("SELECT name FROM nn ORDER BY name")]
+    wanted = [r[0] for r in catalog.db.conn.execute("SELECT name FROM nn ORDER BY name")]
     if names is not None:
-        wanted = [n for n in wanted if n in set(names)]
+        chosen = set(names)
+        wanted = [n for n in wanted if n in chosen]
     manifest, transforms, metrics = {}, set(), set()
     for name in wanted:
-        _write(out / "nn" / f"{name}.py", conn.execute("SELECT code FROM nn WHERE name = ?", (name,)).fetchone()[0])
+        _write(out / "nn" / f"{name}.py", catalog.nn_code(name))
         summary.models += 1
         model = catalog.get_model(name)
         if model is not None:
@@ -117,8 +118,7 @@ def _record(row: dict, prm: dict) -> dict:
     record = {**prm, "accuracy": row["accuracy"], "uid": row["prm"], "transform": row["transform"]}
     if row["duration"] is not None:
         record["duration"] = row["duration"]
-    fields = ("train_loss", "test_loss", "train_accuracy", "gradient_norm", "samples_per_second", "epoch_max",
-              "gpu_type", "gpu_memory_kb", "occupied_ram_kb")
+    fields = [c for c in schema.schema_columns()["train_stat"] if c != "stat_id"]
     train_stat = {k: row[k] for k in fields if row.get(k) is not None}
     if train_stat:
         record["train_stat"] = train_stat

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from nas_agent.llm.propose import Answer, Proposer
 from nas_agent.search.strategy import BaseStrategy, Outcome, Proposal, RoundContext
-from nas_agent.validate import Validation, Validator, Verdict
+from nas_agent.validate import Validation, Validator
 
 FIXABLE_STAGES = ("parse", "policy", "contract", "smoke")
 
@@ -60,8 +60,7 @@ class LLMStrategy(BaseStrategy):
 def judge_answer(catalog, validator: Validator, answer: Answer) -> Validation:
     """Validate one answer outside a search (`nas-agent propose`) and record the verdict on its llm_call row."""
     label = f"llm call {answer.call_id}" if answer.call_id is not None else f"answer {answer.index}"
-    validation = (validator.validate(answer.source, label) if answer.source is not None else
-                  Validation(label, Verdict.reject("parse", answer.problem or "the answer holds no code")))
+    validation = validator.validate(answer.source, label, missing=answer.problem or "the answer holds no code")
     if answer.call_id is not None:
         v = validation.verdict
         catalog.judge_llm_call(answer.call_id, ok=v.ok, stage=v.stage, reason=v.reason, code_hash=validation.code_hash)

@@ -23,7 +23,7 @@ from nas_agent.search.reference import register_reference, trained_with
 from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
 from nas_agent.search.trainer import CandidateFile, Trainer, TrainRequest, register
 from nas_agent.space.template import Template
-from nas_agent.validate.pipeline import Validation, Validator
+from nas_agent.validate.pipeline import Validator
 from nas_agent.validate.verdict import Verdict
 
 
@@ -244,8 +244,8 @@ class Search:
             s.valid += 1
             s.used += 1
             return Admission(proposal, Verdict.accept(), proposal.parent, row)
-        validation = (self.validator.validate(proposal.source, label) if proposal.source is not None else
-                      Validation(label, Verdict.reject("parse", proposal.problem or "the strategy produced no code")))
+        validation = self.validator.validate(proposal.source, label,
+                                             missing=proposal.problem or "the strategy produced no code")
         verdict = validation.verdict
         name = None
         if verdict.ok:

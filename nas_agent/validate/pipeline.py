@@ -74,11 +74,14 @@ class Validator:
     _seen_code: dict[str, str] = field(default_factory=dict)
     _seen_struct: dict[str, str] = field(default_factory=dict)
 
-    def validate(self, candidate: str | Candidate, label: str) -> Validation:
+    def validate(self, candidate: str | Candidate | None, label: str, *, missing: str = "no code") -> Validation:
         """All stages; the smoke run only when the static ones pass and smoke limits are set.
 
         `candidate` is source text or a Candidate parsed already; either way libcst parses it once.
+        None (a proposer that produced no code) is a parse rejection whose reason is `missing`.
         """
+        if candidate is None:
+            return Validation(label, Verdict.reject("parse", missing))
         result = self.check_static(candidate, label)
         if result.ok and result.known_as is None and self.smoke is not None:
             result = self.check_smoke(result.candidate.source, result)
