@@ -47,6 +47,7 @@ class TrainConfig:
     channels_last: str = "auto"         # auto (on CUDA) | on | off
     checkpoint_blocks: bool = False     # activation checkpointing of fractal blocks
     loop: str = "fast"                  # fast: the trainer drives forward | contract: Net.train_setup/learn
+    bn_recalibration: int = 2000        # training images that re-estimate BatchNorm statistics before each test; 0: off
     seed: int = 0
 
 

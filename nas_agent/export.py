@@ -20,7 +20,8 @@ _RUNNER_MARKER = "# --- nas-agent standalone runner (begin) ---\n"
 # LEMUR prm keys of a nas-agent trial -> the [train] keys they fix.
 _PRM_TO_TRAIN = {"lr": "lr", "momentum": "momentum", "dropout": "dropout", "batch": "batch_size",
                  "epoch": "epochs", "optimizer": "optimizer", "schedule": "schedule",
-                 "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "seed": "seed"}
+                 "weight_decay": "weight_decay", "label_smoothing": "label_smoothing", "seed": "seed",
+                 "bn_recalibration": "bn_recalibration"}
 
 
 class ExportError(UserError, ValueError):
@@ -59,6 +60,8 @@ def training_recipe(catalog: Catalog, name: str) -> dict:
     for key, train_key in _PRM_TO_TRAIN.items():
         if key in prm:
             recipe[train_key] = prm[key]
+    if "bn_recalibration" not in prm and "bn_recalibration" not in config.get("train", {}):
+        recipe["bn_recalibration"] = 0   # trained before nas-agent recalibrated BatchNorm statistics
     transform = str(prm.get("transform", ""))
     crop = re.search(r"(?:^|_)crop(\d+)(?:_|$)", transform)
     if prm and "schedule" not in prm:

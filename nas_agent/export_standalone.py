@@ -208,7 +208,33 @@ def _export_run(recipe, data_path, device_name="auto", log=print):
             yield xb, train_y[idx]
 
     @torch.no_grad()
+    def recalibrate_batchnorm():
+        # As nas-agent scores: re-estimate BatchNorm statistics on the first training images
+        # (reset, cumulative average, no gradient, only the normalization layers in train mode).
+        n = min(r.get("bn_recalibration", 0), len(train_x))
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                 and m.track_running_stats and m.running_mean is not None]
+        if n <= 0 or not norms:
+            return
+        model.eval()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for start in range(0, n, r["batch_size"]):
+            xb = _export_normalize(train_x[start:min(start + r["batch_size"], n)])
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                model(xb)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            m.eval()
+
+    @torch.no_grad()
     def evaluate():
+        recalibrate_batchnorm()
         model.eval()
         correct, loss_sum = 0, 0.0
         size = r.get("eval_batch_size") or (1000 if cuda else 64)

@@ -10,7 +10,7 @@ import torch
 from nas_agent.config import TrainConfig
 from nas_agent.data import load_cache
 from nas_agent.train.loop import (NonFiniteLoss, autocast_for, cpu_has_native_bf16, load_checkpoint, make_scheduler,
-                                   train_model)
+                                   recalibrate_batchnorm, train_model)
 
 from conftest import CANDIDATES, SMALL_FRACTAL
 
@@ -92,6 +92,51 @@ def test_logits_are_handed_out_and_never_scored_in_the_loop(small_candidate, cif
                           on_test_logits=lambda epoch, logits: handed.setdefault(epoch, logits))
     assert list(handed) == [1] and tuple(handed[1].shape) == (100, 10) and handed[1].dtype == torch.float32
     assert metrics[0].test_accuracy is None and metrics[0].test_loss is None
+
+
+def _norm_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout(0.5), torch.nn.BatchNorm2d(4, momentum=0.3))
+
+
+def test_batchnorm_recalibration_is_the_plain_average_over_training_images_with_dropout_as_tested():
+    from nas_agent.data.augment import normalize
+
+    net = _norm_net()
+    bn = net[2]
+    bn.running_mean.fill_(7.0)
+    bn.running_var.fill_(9.0)
+    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    cfg = TrainConfig(bn_recalibration=40, batch_size=10, amp="off")
+    assert recalibrate_batchnorm(net, x, cfg, torch.device("cpu")) == 40
+    with torch.no_grad():  # dropout in eval mode: the features the test will see, first 40 images only
+        features = net[0](normalize(x[:40]))
+    batch_means = features.view(4, 10, 4, 6, 6).mean(dim=(1, 3, 4))    # 4 batches x 4 channels
+    torch.testing.assert_close(bn.running_mean, batch_means.mean(0))  # cumulative, not a momentum average
+    assert bn.momentum == 0.3 and not net.training and not any(m.training for m in net.modules())
+    assert bn.num_batches_tracked.item() == 4
+
+
+def test_batchnorm_recalibration_off_leaves_the_statistics_alone():
+    net = _norm_net()
+    net[2].running_mean.fill_(7.0)
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    assert recalibrate_batchnorm(net, x, TrainConfig(bn_recalibration=0), torch.device("cpu")) == 0
+    assert recalibrate_batchnorm(torch.nn.Conv2d(3, 4, 3), x, TrainConfig(), torch.device("cpu")) == 0
+    assert torch.all(net[2].running_mean == 7.0)
+
+
+def test_every_evaluation_follows_a_recalibration(small_candidate, cifar_cache):
+    """The scored statistics are those of the final weights, not the momentum average of training."""
+    module = _module(small_candidate, "small_fractal_recal")
+    data = load_cache(cifar_cache).subset(400, 100, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=100, lr=0.05, bn_recalibration=200)
+    torch.manual_seed(0)
+    net = module.Net((1, 3, 32, 32), (10,), {"dropout": 0.0}, "cpu")
+    train_model(net, _without_labels(data), cfg, torch.device("cpu"), on_test_logits=lambda epoch, logits: None)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    # Training took 4 steps; the statistics tested are the average of 2 batches of 100 after a reset.
+    assert norms and all(m.num_batches_tracked.item() == 2 for m in norms)
 
 
 class _Killed(Exception):

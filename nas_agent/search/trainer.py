@@ -127,6 +127,7 @@ def trial_prm(config: Config) -> dict:
         "epoch": t.epochs, "transform": transform_of(config)[0], "optimizer": t.optimizer,
         "schedule": t.schedule, "weight_decay": t.weight_decay, "label_smoothing": t.label_smoothing,
         "seed": t.seed, "train_subset": config.data.train_subset, "test_subset": config.data.test_subset,
+        "bn_recalibration": t.bn_recalibration,
     }
 
 

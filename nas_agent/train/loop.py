@@ -139,6 +139,42 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
     return correct.item() / n, loss_sum.item() / n
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, device: torch.device) -> int:
+    """Re-estimate the running statistics of every normalization layer on the first `cfg.bn_recalibration` images.
+
+    Early in training the running averages trail the weights (momentum 0.1 over a few dozen
+    steps), so an evaluation in eval mode measures that lag rather than the architecture. The
+    statistics are reset and recomputed as a plain cumulative average over un-augmented
+    training images, without gradients, with only the normalization layers in training mode
+    (dropout and the rest stay as the test sees them). Returns the images used (0: nothing to do).
+    """
+    n = min(cfg.bn_recalibration, len(x))
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats and m.running_mean is not None]
+    if n <= 0 or not norms:
+        return 0
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None     # None: cumulative average over the batches seen since the reset
+        m.train()
+    channels_last = _use_channels_last(device, cfg)
+    try:
+        for start in range(0, n, cfg.batch_size):
+            xb = normalize(x[start:min(start + cfg.batch_size, n)])
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, cfg):
+                model(xb)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            m.eval()
+    return n
+
+
 def _batches(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
              channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled, augmented (images, labels) batches, drawn on the device from `generator`."""
@@ -264,6 +300,8 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
         return _train_epoch(runner, batches, optimizer, scheduler, criterion, cfg, device)
 
     def test(epoch: int) -> tuple[float, float] | None:
+        # Part of the evaluation, so it counts in the epoch's seconds; it changes no weight.
+        recalibrate_batchnorm(model, train_x, cfg, device)
         if on_test_logits is None:
             return evaluate(runner, test_x, test_y, cfg, device)
         on_test_logits(epoch, predict(runner, test_x, cfg, device))
