@@ -21,13 +21,15 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nas_agent.device import cpu_name  # noqa: E402
+
 
 @dataclass
 class Row:
@@ -47,16 +49,6 @@ class Row:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens_out / self.seconds
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _yields_net(source: str | None) -> bool:
@@ -125,7 +117,7 @@ def main() -> int:
     template = load_template("templates/fractalnet.py")
     validator = Validator(smoke=None, templates=load_templates())
     prompt = Proposer(backend=None, sampling=None).edit_prompt(template.source, "template")
-    console.print(f"device: CPU, {_cpu_name()}, {os.cpu_count()} cores; model SmolLM2-135M-Instruct (float32); "
+    console.print(f"device: CPU, {cpu_name()}, {os.cpu_count()} cores; model SmolLM2-135M-Instruct (float32); "
                   f"edit prompt of templates/fractalnet.py ({len(prompt):,} characters); "
                   f"{args.completions} completions of at most {args.max_tokens} tokens per row")
 

@@ -138,6 +138,10 @@ class SearchConfig:
     hpo_top: int = 2                     # hpo: tune the training recipe of the best N models
     pruner: str = "median"               # hpo: median | halving (successive halving), on per-epoch accuracy
     patience: int = 3                    # stop after this many rounds in a row without a new candidate
+    fidelity: str = "full"               # full: every candidate trains train.epochs | halving (successive halving)
+    min_epochs: int = 1                  # halving: epochs every admitted candidate trains first
+    reduction: int = 3                   # halving: the best 1/reduction of each rung continues, from its checkpoint
+    epoch_budget: int = 0                # epochs to train in all, over every candidate (0: no limit)
     executor: str = "local"              # local | ray
     workers: int = 0                     # local: candidates trained at once (0: one per GPU, else 1)
     ray_address: str = ""                # ray: address of a running cluster; empty starts a local one
@@ -282,6 +286,10 @@ def _check(config: Config, where: str) -> Config:
         problems.append("search.crossover must be in [0, 1]")
     if search.pruner not in ("median", "halving"):
         problems.append(f"search.pruner must be median or halving, not {search.pruner!r}")
+    if search.fidelity not in ("full", "halving"):
+        problems.append(f"search.fidelity must be full or halving, not {search.fidelity!r}")
+    if search.min_epochs < 1 or search.reduction < 2 or search.epoch_budget < 0:
+        problems.append("search.min_epochs must be >= 1, search.reduction >= 2 and search.epoch_budget >= 0")
     if search.executor not in ("local", "ray"):
         problems.append(f"search.executor must be local or ray, not {search.executor!r}")
     if search.workers < 0 or search.llm_fixes < 0 or search.hpo_top < 1:

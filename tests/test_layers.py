@@ -72,7 +72,7 @@ def test_no_unit_depends_on_itself_through_others():
 # The layers, top to bottom (README "How it works"): a unit may import units of its own layer or below.
 LAYERS = (
     {"cli"},
-    {"search", "report", "export", "export_standalone"},
+    {"search", "report", "export", "export_standalone", "bench"},
     {"llm", "validate", "train", "catalog"},
     {"tasks", "space", "sandbox", "fractals", "data", "device"},
     {"candidate", "config", "errors"},

@@ -81,6 +81,40 @@ def progress_bars() -> Progress:
                     TimeElapsedColumn(), console=err, transient=False)
 
 
+def require_jail() -> None:
+    """A one-line failure unless candidate code can be jailed here (or the user allowed running it unjailed)."""
+    from nas_agent.sandbox import walls
+
+    if walls.unjailed_allowed():
+        return
+    here = walls.probe()
+    if not here.jail_ok:
+        fail(f"this host cannot jail candidate code ({here.why_not()}); "
+             "run `nas-agent doctor`, or pass --allow-unjailed to run code you trust without OS isolation")
+
+
+def train_with_progress(make_trainer, requests: list, *, epochs: int, metric: str, title: str = ""):
+    """Train `requests` with the Trainer `make_trainer(on_progress)` builds: an overall bar and one per job."""
+    with progress_bars() as progress:
+        overall = progress.add_task(title or f"training {len(requests)} candidate(s)", total=len(requests))
+        rows: dict[str, int] = {}
+
+        def on_progress(key: str, event: dict) -> None:
+            kind = event.get("event")
+            short = key.rsplit("_", 1)[-1]
+            if kind == "launch":
+                rows[key] = progress.add_task(f"  {escape(short)}", total=epochs)
+            elif kind == "epoch" and key in rows:
+                progress.update(rows[key], completed=event["epoch"],
+                                description=f"  {escape(short)} {metric} {event['test_accuracy']:.3f}")
+            elif kind in ("outcome", "cancelled"):
+                if key in rows:
+                    progress.remove_task(rows.pop(key))
+                progress.advance(overall)
+
+        return make_trainer(on_progress).train(requests)
+
+
 def command_line() -> str:
     """This invocation as the catalog's run records it."""
     return " ".join(["nas-agent", *sys.argv[1:]])

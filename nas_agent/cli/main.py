@@ -17,7 +17,8 @@ from rich.table import Table
 # torch. Each command imports what it runs.
 from nas_agent.cli.common import (USER_ERRORS, CatalogOpt, ConfigOpt, ProfileOpt, SmokeOpt, TaskOpt, catalog_path,
                                   command_line, config_of, console, err, fail, open_catalog, progress_bars,
-                                  resolve_name)
+                                  require_jail, resolve_name, train_with_progress)
+from nas_agent.cli.bench import bench_app
 from nas_agent.cli.fractals import fractals_app, pretrain
 from nas_agent.config import Config, load_config
 from nas_agent.tasks import TASK_GENERATION, is_generative
@@ -42,11 +43,8 @@ def _walls(ctx: typer.Context,
     from nas_agent.sandbox import walls
     if allow_unjailed:
         walls.allow_unjailed(True)
-    if ctx.invoked_subcommand in _JAILED_COMMANDS and not walls.unjailed_allowed():
-        here = walls.probe()
-        if not here.jail_ok:
-            fail(f"this host cannot jail candidate code ({here.why_not()}); "
-                 "run `nas-agent doctor`, or pass --allow-unjailed to run code you trust without OS isolation")
+    if ctx.invoked_subcommand in _JAILED_COMMANDS:
+        require_jail()
 
 
 @app.command()
@@ -155,26 +153,9 @@ def _train_files(files: list[Path], cfg: Config, jobs: int, origin: str, retry_f
 def _run_with_progress(catalog, cfg, cache, names, jobs, run_id):
     from nas_agent.search.trainer import Trainer, metric_of
 
-    metric = metric_of(cfg.task)[0]
-    with progress_bars() as progress:
-        overall = progress.add_task(f"training {len(names)} candidate(s)", total=len(names))
-        rows: dict[str, int] = {}
-
-        def on_progress(name: str, event: dict) -> None:
-            kind = event.get("event")
-            short = name.rsplit("_", 1)[-1]
-            if kind == "launch":
-                rows[name] = progress.add_task(f"  {short}", total=cfg.train.epochs)
-            elif kind == "epoch" and name in rows:
-                progress.update(rows[name], completed=event["epoch"],
-                                description=f"  {short} {metric} {event['test_accuracy']:.3f}")
-            elif kind in ("outcome", "cancelled"):
-                if name in rows:
-                    progress.remove_task(rows.pop(name))
-                progress.advance(overall)
-
-        trainer = Trainer(catalog, cfg, cache, run_id=run_id, jobs=jobs, on_progress=on_progress)
-        return trainer.train(names)
+    return train_with_progress(
+        lambda on_progress: Trainer(catalog, cfg, cache, run_id=run_id, jobs=jobs, on_progress=on_progress),
+        names, epochs=cfg.train.epochs, metric=metric_of(cfg.task)[0])
 
 
 @app.command()
@@ -788,6 +769,7 @@ def lemur_import(
 
 
 app.add_typer(fractals_app, name="fractals")
+app.add_typer(bench_app, name="bench")
 app.command("pretrain")(pretrain)
 
 

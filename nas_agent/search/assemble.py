@@ -52,9 +52,15 @@ def check_strategies(config: Config) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def make_strategies(config: Config, catalog: Catalog, run_id: str, backend) -> dict[str, Strategy]:
-    """The strategies with positive weight, set up for this run over its task's space (studies are named after it)."""
+def make_strategies(config: Config, catalog: Catalog, run_id: str, backend, *,
+                    storage: str | None = None) -> dict[str, Strategy]:
+    """The strategies with positive weight, set up for this run over its task's space (studies are named after it).
+
+    `storage`: the Optuna storage URL (default: the catalog's optuna.sqlite3; "" keeps the architecture
+    study in memory).
+    """
     check_strategies(config)
+    storage = optuna_storage(config) if storage is None else storage
     task = task_of(config.task)
     space = task.space_of(config.space)
     strategies: dict[str, Strategy] = {}
@@ -69,12 +75,12 @@ def make_strategies(config: Config, catalog: Catalog, run_id: str, backend) -> d
     if wants(config, "optuna"):
         from nas_agent.search.optuna_strategy import OptunaStrategy
 
-        strategies["optuna"] = OptunaStrategy(space, optuna_storage(config), f"{run_id}-arch",
+        strategies["optuna"] = OptunaStrategy(space, storage, f"{run_id}-arch",
                                               seed=config.search.seed, lower_is_better=task.lower_is_better)
     if wants(config, "hpo"):
         from nas_agent.search.hpo import HPOStrategy
 
-        strategies["hpo"] = HPOStrategy(optuna_storage(config), f"{run_id}-hpo", top=config.search.hpo_top,
+        strategies["hpo"] = HPOStrategy(storage or optuna_storage(config), f"{run_id}-hpo", top=config.search.hpo_top,
                                         pruner=config.search.pruner, seed=config.search.seed,
                                         lower_is_better=task.lower_is_better)
     if backend is not None:

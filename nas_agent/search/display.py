@@ -34,12 +34,15 @@ def render(stats: SearchStats, epochs: int) -> Panel:
     remaining = []
     if stats.remaining_budget is not None:
         remaining.append(f"{stats.remaining_budget} candidate(s)")
+    if stats.epoch_budget:
+        remaining.append(f"{max(0, stats.epoch_budget - stats.epochs)} epoch(s)")
     if stats.remaining_s is not None:
         remaining.append(_clock(stats.remaining_s))
     lines = [Text.from_markup(f"[bold]round {stats.round}[/]  {stats.phase}"), counts,
              Text.from_markup(f"best  {best}"),
-             Text.from_markup(f"elapsed {_clock(stats.elapsed_s)}   remaining "
-                              f"{' · '.join(remaining) or 'no limit'}")]
+             Text.from_markup(f"elapsed {_clock(stats.elapsed_s)}   epochs trained {stats.epochs}"
+                              + (f" ({stats.promoted} promotion(s))" if stats.promoted else "")
+                              + f"   remaining {' · '.join(remaining) or 'no limit'}")]
     for key, (epoch, accuracy) in list(stats.active.items()):
         acc = f"  acc {accuracy:.3f}" if accuracy is not None else ""
         lines.append(Text(f"  training {key.rsplit('_', 1)[-1]}  epoch {epoch}/{epochs}{acc}", style="cyan"))

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nas_agent.catalog import Catalog
+from nas_agent.catalog import Catalog, prm_uid
 from nas_agent.config import Config
+from nas_agent.search.fidelity import promotions, rungs
 from nas_agent.search.reference import register_reference, trained_with
 from nas_agent.search.strategy import Outcome, Proposal, RoundContext, Strategy, choose_parents, allocate
 from nas_agent.search.trainer import CandidateFile, Trainer, TrainRequest, register
 from nas_agent.space.template import Template
+from nas_agent.tasks import task_of
 from nas_agent.validate.pipeline import Validator
 from nas_agent.validate.verdict import Verdict
 
@@ -33,7 +35,10 @@ class SearchStats:
 
     budget: int = 0                      # 0: no candidate limit
     hours: float = 0.0
+    epoch_budget: int = 0                # 0: no limit on the epochs trained
     used: int = 0                        # candidates and trials admitted for training
+    epochs: int = 0                      # epochs trained for candidates and trials (not the reference)
+    promoted: int = 0                    # successive halving: promotions to a higher rung
     round: int = 0
     proposed: int = 0
     valid: int = 0
@@ -63,6 +68,10 @@ class SearchStats:
     def remaining_budget(self) -> int | None:
         return None if not self.budget else max(0, self.budget - self.used)
 
+    @property
+    def remaining_epochs(self) -> int | None:
+        return None if not self.epoch_budget else max(0, self.epoch_budget - self.epochs)
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -88,7 +97,12 @@ class Search:
         self.template, self.strategies, self.validator = template, strategies, validator
         self.weights = {name: w for name, w in config.search.strategies.items() if name in strategies}
         self.on_change = on_change
-        self.stats = SearchStats(budget=config.search.budget, hours=config.search.hours)
+        self.stats = SearchStats(budget=config.search.budget, hours=config.search.hours,
+                                 epoch_budget=config.search.epoch_budget)
+        cfg = config.search
+        # Successive halving: the epoch counts candidates are compared at (None: all train every epoch).
+        self.levels = rungs(cfg.min_epochs, cfg.reduction, config.train.epochs) if cfg.fidelity == "halving" else None
+        self._counted: set[str] = set()              # training keys whose epochs count against the budget
         self.rng = random.Random(config.search.seed)
         self._by_key: dict[str, Proposal] = {}       # training key -> the proposal being trained
         self.trainer = Trainer(catalog, config, dataset_cache, run_id=run_id, executor=executor,
@@ -110,7 +124,19 @@ class Search:
         s.trained = sum(1 for r in rows if r["status"] == "done")
         s.failed = sum(1 for r in rows if r["status"] == "failed")
         s.stopped = sum(1 for r in rows if r["status"] == "stopped")
+        s.epochs = sum(len(self._trial_epochs(r["nn"], r["prm"])) for r in rows if r["ok"] and r["nn"])
         self._update_best()
+
+    def _trial_epochs(self, name: str, train: dict | None = None) -> list[float]:
+        """Scores after each epoch (1, 2, ...) of the model's trial under this run's recipe (+ `train` overrides)."""
+        trial = prm_uid(self.trainer.prm(TrainRequest.of(name, train)))
+        rows = sorted((r for r in self.catalog.epochs(name) if r["prm"] == trial), key=lambda r: r["epoch"])
+        scores = []
+        for row in rows:
+            if row["epoch"] != len(scores) + 1:
+                break
+            scores.append(row["accuracy"])
+        return scores
 
     def _update_best(self) -> None:
         names = [r["nn"] for r in self.catalog.proposals(run_id=self.run_id) if r["ok"] and r["nn"]]
@@ -120,11 +146,17 @@ class Search:
         if self.stats.reference:
             self.stats.reference_accuracy = self.catalog.best_accuracy(self.stats.reference)
 
+    def _epochs_per_candidate(self) -> int:
+        """What admitting one more candidate costs: the first rung under successive halving, else the recipe."""
+        return self.levels[0] if self.levels else self.config.train.epochs
+
     def _done(self) -> str | None:
         """Why the search should stop now, or None."""
         s = self.stats
         if s.budget and s.used >= s.budget:
             return f"budget of {s.budget} candidates spent"
+        if s.remaining_epochs is not None and s.remaining_epochs < self._epochs_per_candidate():
+            return f"budget of {s.epoch_budget} epochs spent"
         if s.hours and s.remaining_s <= 0:
             return f"time limit of {s.hours:g} h reached"
         return None
@@ -138,6 +170,7 @@ class Search:
         if pending:
             self.stats.phase = f"resuming {len(pending)} pending candidate(s)"
             self._train(pending)
+        self._promote()   # promotions a previous attempt of this run had left undone
         idle_rounds = 0
         while (reason := self._done()) is None:
             if self._round() == 0:
@@ -147,6 +180,7 @@ class Search:
                     break
             else:
                 idle_rounds = 0
+        self._finish_best()
         self.stats.stop_reason, self.stats.phase = reason, "finished"
         self.on_change(self.stats)
         return "finished"
@@ -174,6 +208,7 @@ class Search:
         admitted = self.propose_round()
         if admitted:
             self._train(admitted)
+            self._promote()
             self._pretrain_variants(admitted)
         return len(admitted)
 
@@ -190,6 +225,8 @@ class Search:
                                  diverse=cfg.diversity, rng=self.rng)
         context = RoundContext(s.round, self.run_id, self.config, self.catalog, self.template, parents, self.rng)
         size = cfg.round_size if s.remaining_budget is None else min(cfg.round_size, s.remaining_budget)
+        if s.remaining_epochs is not None:   # the epoch budget is firm too: admit only what it can train
+            size = min(size, s.remaining_epochs // self._epochs_per_candidate())
         proposals: list[Proposal] = []
         for name, k in allocate(size, self.weights, self.rng).items():
             if k:
@@ -209,7 +246,8 @@ class Search:
         self.on_change(s)
         admitted, rejected = [], []
         for index, proposal in enumerate(proposals, start=first_index):
-            if s.remaining_budget == 0:
+            if s.remaining_budget == 0 or (s.remaining_epochs is not None and
+                                           s.remaining_epochs < self._epochs_per_candidate() * (len(admitted) + 1)):
                 break  # strategies may return more than asked (llm repairs); the budget is firm
             admission = self._admit(proposal, f"round {s.round} {proposal.strategy} #{index}")
             (admitted if admission.admitted else rejected).append(admission)
@@ -283,8 +321,12 @@ class Search:
     def _train(self, admitted: list[Admission]) -> None:
         s = self.stats
         requests = []
+        first = self.levels[0] if self.levels else None
         for admission in admitted:
-            request = TrainRequest.of(admission.name, admission.proposal.train)
+            # With successive halving a new candidate trains to the first rung; hpo trials train in full.
+            until = first if admission.proposal.train is None else None
+            request = TrainRequest.of(admission.name, admission.proposal.train, until=until)
+            self._counted.add(request.key)
             self._by_key[request.key] = admission.proposal
             requests.append(request)
         s.phase = f"round {s.round}: training {len(requests)} candidate(s)"
@@ -311,6 +353,82 @@ class Search:
         self._update_best()
         self.on_change(s)
 
+    # successive halving ---------------------------------------------------------
+
+    def _halving_scores(self) -> dict[str, list[float]]:
+        """Per-epoch scores of this run's new candidates that trained (hpo trials are not halved)."""
+        names = {r["nn"] for r in self.catalog.proposals(run_id=self.run_id)
+                 if r["ok"] and r["nn"] and r["prm"] is None and r["status"] in ("done", "stopped")}
+        scores = {name: self._trial_epochs(name) for name in sorted(names)}
+        return {name: values for name, values in scores.items() if values}
+
+    def _affordable(self, until: dict[str, int], scores: dict[str, list[float]]) -> dict[str, int]:
+        """The promotions the epoch budget (and the time limit) still pays for, lowest rungs first."""
+        s = self.stats
+        if s.hours and s.remaining_s <= 0:
+            return {}
+        left = s.remaining_epochs
+        kept = {}
+        for name, epoch in sorted(until.items(), key=lambda item: (item[1], item[0])):
+            cost = epoch - len(scores[name])
+            if left is not None and cost > left:
+                continue
+            kept[name] = epoch
+            left = None if left is None else left - cost
+        return kept
+
+    def _promote(self) -> None:
+        """Train ASHA's promotions, rung after rung, until none is due (or the epoch budget is spent)."""
+        if not self.levels:
+            return
+        lower = task_of(self.config.task).lower_is_better
+        while True:
+            scores = self._halving_scores()
+            chosen = self._affordable(promotions(scores, self.levels, self.config.search.reduction,
+                                                 lower_is_better=lower), scores)
+            if not chosen:
+                return
+            self._continue(chosen, why="promoting")
+
+    def _finish_best(self) -> None:
+        """The best candidate of the highest rung reached trains on to the full recipe (the run's answer)."""
+        if not self.levels:
+            return
+        lower = task_of(self.config.task).lower_is_better
+        while True:
+            scores = self._halving_scores()
+            if not scores:
+                return
+            reached = max(len(v) for v in scores.values())
+            if reached >= self.levels[-1]:
+                return
+            at_top = [n for n, v in scores.items() if len(v) == reached]
+            best = (min if lower else max)(at_top, key=lambda n: scores[n][reached - 1])
+            following = self._affordable({best: next(level for level in self.levels if level > reached)}, scores)
+            if not following:
+                return
+            self._continue(following, why="training the best on")
+
+    def _continue(self, until: dict[str, int], why: str) -> None:
+        """Resume paused candidates from their checkpoints up to the given epochs; refresh their proposals."""
+        s = self.stats
+        requests = [TrainRequest.of(name, until=epoch) for name, epoch in sorted(until.items())]
+        self._counted.update(r.key for r in requests)
+        s.promoted += len(requests)
+        s.phase = f"round {s.round}: {why} {len(requests)} candidate(s) to epoch {max(until.values())}"
+        self.on_change(s)
+        try:
+            self.trainer.train(requests)
+        finally:
+            s.active.clear()
+        for row in self.catalog.proposals(run_id=self.run_id):
+            if row["ok"] and row["prm"] is None and row["nn"] in until:
+                self.catalog.update_proposal(row["id"], status="done",
+                                             accuracy=self.catalog.best_accuracy(row["nn"], self.trainer.prm(
+                                                 TrainRequest.of(row["nn"]))))
+        self._update_best()
+        self.on_change(s)
+
     def _tell(self, strategies: set[str], outcomes: list[Outcome]) -> None:
         for name in strategies:
             if name in self.strategies:
@@ -322,6 +440,7 @@ class Search:
             self.stats.active[key] = (0, None)
         elif kind == "epoch":
             self.stats.active[key] = (event["epoch"], event["test_accuracy"])
+            self.stats.epochs += key in self._counted
         elif kind in ("outcome", "cancelled"):
             self.stats.active.pop(key, None)
         self.on_change(self.stats)

@@ -88,7 +88,8 @@ class OptunaStrategy(BaseStrategy):
         # The value behind each choice label, per dimension (labels are what Optuna stores).
         self.values = {name: {_label(v): v for v in values} for name, values in space.dimensions().items()}
         self.distributions = {name: CategoricalDistribution(list(labels)) for name, labels in self.values.items()}
-        self.storage = optuna.storages.RDBStorage(storage)
+        # "" keeps the study in memory (bench replays: thousands of short searches, nothing to browse).
+        self.storage = optuna.storages.RDBStorage(storage) if storage else optuna.storages.InMemoryStorage()
         self.study = open_study(self.storage, study_name, seed, lower_is_better=lower_is_better)
 
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
@@ -128,7 +129,8 @@ class OptunaStrategy(BaseStrategy):
                     user_attrs={"model": row["name"], "origin": row["origin"]}))
 
     def close(self) -> None:
-        self.storage.engine.dispose()
+        if isinstance(self.storage, optuna.storages.RDBStorage):
+            self.storage.engine.dispose()
 
     def _point_of(self, params: dict, template: Template) -> dict | None:
         """Trial parameters for a model's template parameters; None when the model is no point of the space.

@@ -168,10 +168,11 @@ class TrainRequest:
 
     name: str
     train: tuple[tuple[str, object], ...] = ()
+    until: int | None = None      # train only up to this epoch now (successive halving); not part of the key
 
     @classmethod
-    def of(cls, name: str, train: dict | None = None) -> TrainRequest:
-        return cls(name, tuple(sorted((train or {}).items())))
+    def of(cls, name: str, train: dict | None = None, until: int | None = None) -> TrainRequest:
+        return cls(name, tuple(sorted((train or {}).items())), until)
 
     @property
     def key(self) -> str:
@@ -248,7 +249,7 @@ class Trainer:
             name=request.name, source=model["code"], dataset_cache=str(self.dataset_cache),
             train=train, train_subset=self.config.data.train_subset,
             test_subset=self.config.data.test_subset, device=self.config.device,
-            checkpoint=str(checkpoint_of(self.config, request.key)), resume_epoch=recorded,
+            checkpoint=str(checkpoint_of(self.config, request.key)), resume_epoch=recorded, until_epoch=request.until,
             fingerprint=_fingerprint(model, train, self.config),
             seconds=self.config.limits.seconds, memory_mb=self.config.limits.memory_mb, threads=threads,
             task=self.config.task, out_shape=task_of(self.config.task).out_shape or (10,))
@@ -331,9 +332,12 @@ class Trainer:
             stopped = stops[request.key].is_set() and not self.cancel.is_set()
             if outcome.ok or (stopped and outcome.reason.startswith("interrupted")):
                 (summary.stopped if not outcome.ok else summary.trained).append(request.key)
+                paused = outcome.ok and request.until is not None and request.until < self.recipe(request)["epochs"]
                 if not trial:
                     self.catalog.set_status(name, "done", run_id=self.run_id,
-                                            reason=None if outcome.ok else "stopped early")
+                                            reason=None if outcome.ok and not paused else
+                                            f"paused after epoch {request.until} (successive halving)" if paused
+                                            else "stopped early")
             elif outcome.reason.startswith("interrupted"):
                 if not trial:
                     self.catalog.set_status(name, "queued", reason=outcome.reason, run_id=self.run_id)

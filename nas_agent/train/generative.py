@@ -100,6 +100,7 @@ def _train_epoch(model, batches, optimizer, scheduler, cfg: TrainConfig, device:
 
 def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
                      checkpoint: Path | None = None, fingerprint: str = "", resume_epoch: int | None = None,
+                     until_epoch: int | None = None,
                      on_test_outputs: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
                      probes: tuple[torch.Tensor, list[int]] | None = None,
                      on_epoch: Callable[[EpochMetrics], None] = lambda m: None) -> list[EpochMetrics]:
@@ -139,4 +140,5 @@ def train_generative(model: nn.Module, data, cfg: TrainConfig, device: torch.dev
         return None
 
     return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one, test,
-                      checkpoint=checkpoint, fingerprint=fingerprint, resume_epoch=resume_epoch, on_epoch=on_epoch)
+                      checkpoint=checkpoint, fingerprint=fingerprint, resume_epoch=resume_epoch,
+                      until_epoch=until_epoch, on_epoch=on_epoch)

@@ -35,6 +35,9 @@ class TrainJob:
     init_from: str | None = None
     # The last epoch the catalog holds for this trial: a checkpoint of that epoch is resumed, no other.
     resume_epoch: int | None = None
+    # Train only up to this epoch now (successive halving pauses a candidate there; a promotion resumes
+    # it from the checkpoint). The schedule still spans train["epochs"]. None: to the last epoch.
+    until_epoch: int | None = None
     # Generators: the driver's probe images (nas_agent.train.score.Probes as a dict), checked each epoch.
     probes: dict[str, Any] | None = None
 

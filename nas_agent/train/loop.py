@@ -261,10 +261,11 @@ def load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
 
 def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, *,
                 checkpoint: Path | None = None, fingerprint: str = "", compile: bool = False,
-                resume_epoch: int | None = None, prm: dict | None = None,
+                resume_epoch: int | None = None, until_epoch: int | None = None, prm: dict | None = None,
                 on_test_logits: Callable[[int, torch.Tensor], None] | None = None,
                 on_epoch: Callable[[EpochMetrics], None] = lambda m: None) -> list[EpochMetrics]:
-    """Train for cfg.epochs, resuming from `checkpoint` when it matches `fingerprint` (and `resume_epoch`).
+    """Train for cfg.epochs (or up to `until_epoch`), resuming from `checkpoint` when it matches `fingerprint`
+    (and `resume_epoch`).
 
     `on_epoch(metrics)` is called for each epoch trained now (the returned list holds those too).
     With `on_test_logits(epoch, logits)` the test set is not scored here: its logits are handed
@@ -309,24 +310,27 @@ def train_model(model: nn.Module, data, cfg: TrainConfig, device: torch.device, 
 
     return run_epochs(model, optimizer, scheduler, cfg, device, len(train_x), train_one, test,
                       checkpoint=checkpoint, fingerprint=fingerprint, resume_epoch=resume_epoch,
-                      on_epoch=on_epoch)
+                      until_epoch=until_epoch, on_epoch=on_epoch)
 
 
 def run_epochs(model: nn.Module, optimizer, scheduler, cfg: TrainConfig, device: torch.device, train_size: int,
                train_one: Callable[[torch.Generator], tuple[float | None, float | None]],
                test: Callable[[int], tuple[float, float] | None], *, checkpoint: Path | None, fingerprint: str,
-               resume_epoch: int | None = None, on_epoch: Callable[[EpochMetrics], None]) -> list[EpochMetrics]:
+               resume_epoch: int | None = None, until_epoch: int | None = None,
+               on_epoch: Callable[[EpochMetrics], None]) -> list[EpochMetrics]:
     """The epoch skeleton every trainer shares: resume, then per epoch train, time, test, checkpoint, report.
 
     `train_one(generator)` runs one epoch's steps drawing every shuffle and augmentation from
     `generator` (seeded per epoch, so a resumed run draws the same batches) and returns
     (train loss, train accuracy), either None where not measured. `test(epoch)` returns the task's
     (score, loss) on the test images, or None when it handed them out to be scored elsewhere.
-    A non-finite loss ends the run with NonFiniteLoss.
+    A non-finite loss ends the run with NonFiniteLoss. With `until_epoch` it stops after that epoch,
+    the schedule still laid out over cfg.epochs, so a later call resumes it as if never paused.
     """
     start = resume_from_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, resume_epoch)
+    last = min(cfg.epochs, until_epoch or cfg.epochs)
     results = []
-    for epoch in range(start + 1, cfg.epochs + 1):
+    for epoch in range(start + 1, last + 1):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         generator = torch.Generator(device=device)

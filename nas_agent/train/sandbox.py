@@ -530,7 +530,8 @@ class _EpochScorer:
         self.outcome = TrainOutcome(name=job.name, ok=False)
         self.probes = Probes.from_dict(job.probes) if job.probes else None
         self.classes = int(np.prod(job.out_shape))
-        self.epochs_total = int(job.train.get("epochs", 1))
+        # The epochs this job must reach: a paused one (successive halving) stops at until_epoch.
+        self.epochs_total = int(min(job.until_epoch or job.train.get("epochs", 1), job.train.get("epochs", 1)))
         self.mark = time.monotonic()
         self.started = self.done = False
         self.failed: str | None = None

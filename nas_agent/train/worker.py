@@ -220,7 +220,7 @@ def main(job_path: str, event_fd: int) -> int:
             emit(events, "epoch", **fields)
 
         kwargs = {"checkpoint": Path(job.checkpoint) if job.checkpoint else None, "fingerprint": job.fingerprint,
-                  "resume_epoch": job.resume_epoch, "on_epoch": on_epoch}
+                  "resume_epoch": job.resume_epoch, "until_epoch": job.until_epoch, "on_epoch": on_epoch}
         if task_of(job.task).generative:  # forward returns each image's NLL: its own loop and metric
             from nas_agent.train.generative import train_generative
 

@@ -71,6 +71,9 @@ class Validator:
     allow_known: bool = False
     policy_enabled: bool = True
     profile: str = "strict"
+    # Candidates parsed before, by source text (a Candidate is an immutable value): bench replays
+    # share one across thousands of searches that propose the same renderings. None: no memo.
+    parsed: dict[str, Candidate] | None = None
     _seen_code: dict[str, str] = field(default_factory=dict)
     _seen_struct: dict[str, str] = field(default_factory=dict)
 
@@ -96,11 +99,15 @@ class Validator:
             verdict = check_size(source, self.policy)
             if not verdict.ok:
                 return Validation(label, verdict)
+        if not isinstance(candidate, Candidate) and self.parsed is not None and source in self.parsed:
+            candidate = self.parsed[source]
         if not isinstance(candidate, Candidate):
             try:
                 candidate = Candidate.parse(source)
             except CandidateSyntaxError as exc:
                 return Validation(label, Verdict.reject("parse", str(exc)))
+            if self.parsed is not None:
+                self.parsed[source] = candidate
         module = candidate.module
         facts = dict(candidate=candidate, profile=self.profile)
         if self.policy_enabled and self.profile == "reviewed":

@@ -1,0 +1,1 @@
+"""Tabular benchmarks of a space (build once, replay strategies against lookups)."""
