@@ -127,6 +127,26 @@ def _llm_search(tmp_path, catalog, replay_texts: list[str], parents: int = 1, ro
                   strategies={"llm": LLMStrategy(proposer, fixes=1)}, validator=validator, executor=None)
 
 
+def test_a_mutation_onto_a_catalogued_network_walks_on_to_one_not_tried(tmp_path, template):
+    """Regression: around a good parent the one-step neighbours are soon all catalogued; proposing them
+    again only bought duplicate verdicts (and, three rounds of those, the end of the search)."""
+    order = ("conv", "bn", "act", "dropout")
+    square = FractalSpace(n_blocks=(2, 3), n_columns=(1, 2), base_channels=(8,), activation=("relu",),
+                          element_order=(order,))
+    point = {"BASE_CHANNELS": 8, "ACTIVATION": "relu", "ELEMENT_ORDER": order}
+    with Catalog(tmp_path / "c.sqlite") as catalog:
+        parent = _catalogue(catalog, template, {**point, "N_BLOCKS": 2, "N_COLUMNS": 1}, 0.5)
+        _catalogue(catalog, template, {**point, "N_BLOCKS": 3, "N_COLUMNS": 1}, 0.4)   # both neighbours
+        _catalogue(catalog, template, {**point, "N_BLOCKS": 2, "N_COLUMNS": 2}, 0.4)
+        parents = [p for p in choose_parents(catalog, load_config("quick"), template, best=1, diverse=0,
+                                             rng=random.Random(0))]
+        assert [p.name for p in parents] == [parent]
+        proposals = MutateStrategy(square, crossover=0.0).propose(_context(catalog, template, parents), 3)
+        assert len(proposals) == 1                        # the one network of the square not tried yet
+        params = read_params(proposals[0].source)
+        assert (params["N_BLOCKS"], params["N_COLUMNS"]) == (3, 2) and ";" in proposals[0].change
+
+
 def test_llm_edits_get_one_repair_and_every_call_is_recorded(tmp_path, template):
     with Catalog(tmp_path / "c.sqlite") as catalog:
         admitted = _llm_search(tmp_path, catalog, REPLAY).propose_round()

@@ -103,7 +103,7 @@ class Summary:
 
     setting: str
     seeds: int
-    reached: int                          # seeds that reached the table's top 1 %
+    reached: int                          # seeds that reached the table's top fraction
     to_top: tuple[float, float, float] | None   # candidates needed (quartiles; an unreached seed counts as the budget + 1)
     best: tuple[float, float, float]      # incumbent's final accuracy at the end
     candidates: float                     # median candidates used
@@ -111,8 +111,9 @@ class Summary:
     epochs_to_top: tuple[float, float, float] | None
 
 
-def summarize(table: BenchTable, results: dict[str, list[Trace]], budget: int) -> list[Summary]:
-    threshold = table.top_threshold()
+def summarize(table: BenchTable, results: dict[str, list[Trace]], budget: int, top: float = 0.01) -> list[Summary]:
+    """Each setting's figures; `top`: the fraction of the table the target is (0.01: its top 1 %)."""
+    threshold = table.top_threshold(top)
     floor = min(table.finals())
     rows = []
     for setting, traces in results.items():
@@ -157,7 +158,8 @@ def epochs_to_match(table: BenchTable, full: list[Trace], halving: list[Trace]) 
     return target, None, spent
 
 
-def plot(table: BenchTable, results: dict[str, list[Trace]], budget: int, path: Path, noise: float | None) -> Path:
+def plot(table: BenchTable, results: dict[str, list[Trace]], budget: int, path: Path, noise: float | None,
+         top: float = 0.01) -> Path:
     """Anytime curves: best-so-far and regret against candidates, regret against epochs (median and IQR)."""
     import matplotlib
 
@@ -183,7 +185,7 @@ def plot(table: BenchTable, results: dict[str, list[Trace]], budget: int, path: 
         regret = regret_curve(table, traces, ex, "epochs")
         axes[2].plot(ex, [m for _, m, _ in regret], label=setting,
                      linestyle="--" if "@" in setting else "-")
-    axes[0].axhline(table.top_threshold(), color="grey", linestyle=":", label="top 1 %")
+    axes[0].axhline(table.top_threshold(top), color="grey", linestyle=":", label=f"top {top:.0%}")
     if noise:
         axes[0].axhspan(best - noise, best, color="grey", alpha=0.1, label=f"seed noise (std {noise:.3f})")
         for ax in axes[1:]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -106,6 +107,8 @@ def run_(
     seeds: int = typer.Option(50, "--seeds", min=1, help="Replays per setting (seeds 0..N-1)."),
     budget: int = typer.Option(0, "--budget", "-b", min=0, help="Candidates per replay (0: the whole table)."),
     workers: int = typer.Option(2, "--workers", "-j", min=1, help="Replays at once (processes)."),
+    top: float = typer.Option(0.01, "--top", min=0.0001, max=1.0,
+                              help="The target: the table's best fraction (0.01: top 1 %; at least its best variant)."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Where to draw the curves "
                                                                   "(default: beside the table, <table>.png)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1),
@@ -135,10 +138,12 @@ def run_(
     except (ValueError, *USER_ERRORS) as exc:
         fail(str(exc))
     noise = table.noise_summary()
-    summaries = compare.summarize(table, results, budget)
-    out = Table(title=f"{table_path}: {len(table.rows)} variants, best {table.best():.4f}, top 1 % from "
-                      f"{table.top_threshold():.4f}; budget {budget} candidates ({epoch_budget} epochs), {seeds} seeds")
-    for column in ("setting", "reached top 1 %", "candidates to top 1 %", "epochs to top 1 %", "final best",
+    summaries = compare.summarize(table, results, budget, top)
+    target = f"top {top:.0%}"
+    out = Table(title=f"{table_path}: {len(table.rows)} variants, best {table.best():.4f}, {target} from "
+                      f"{table.top_threshold(top):.4f}; budget {budget} candidates ({epoch_budget} epochs), "
+                      f"{seeds} seeds")
+    for column in ("setting", f"reached {target}", f"candidates to {target}", f"epochs to {target}", "final best",
                    "candidates", "epochs"):
         out.add_column(column, justify="left" if column == "setting" else "right")
 
@@ -149,25 +154,29 @@ def run_(
     for s in summaries:
         out.add_row(escape(s.setting), f"{s.reached}/{s.seeds}", q(s.to_top), q(s.epochs_to_top), q(s.best, 4),
                     f"{s.candidates:.0f}", f"{s.epochs:.0f}")
-    console.print(out)
-    console.print(escape("median [interquartile range] over seeds; a seed that never reached the top 1 % counts "
+    wide = console if console.is_terminal else Console(width=160)   # a log or a pipe: no truncated columns
+    wide.print(out)
+    console.print(escape(f"median [interquartile range] over seeds; a seed that never reached the {target} counts "
                          "as budget + 1"), style="dim")
     if noise:
         console.print(f"table noise: final accuracy of {noise['variants']} variants retrained with "
                       f"{noise['seeds']} seeds: std {noise['std']:.4f}, widest spread {noise['max_spread']:.4f} "
                       f"- a difference in final best smaller than this is no win")
+    if table.epochs > 1:
+        console.print(f"rank correlation (Spearman) of epoch-1 with epoch-{table.epochs} accuracy over the table: "
+                      f"{table.rank_correlation(1):+.3f} (what successive halving relies on)")
     random_row = next((s for s in summaries if s.setting == "random"), None)
     if random_row:
         for s in summaries:
             if s.setting != "random" and "@" not in s.setting:
                 console.print(f"{escape(s.setting)}: {s.to_top[1] / random_row.to_top[1]:.2f} of random's median "
-                              f"budget to the top 1 %")
+                              f"budget to the {target}")
     for s in settings:
         if s.fidelity == "halving" and s.label.split("@")[0] in results:
-            target, needed, spent = compare.epochs_to_match(table, results[s.label.split("@")[0]], results[s.label])
-            console.print(f"{escape(s.label)}: reaches full training's median final regret {target:.4f} "
+            regret, needed, spent = compare.epochs_to_match(table, results[s.label.split("@")[0]], results[s.label])
+            console.print(f"{escape(s.label)}: reaches full training's median final regret {regret:.4f} "
                           + (f"after {needed} epochs, {needed / spent:.0%} of full training's {spent}" if needed
                              else f"never within {epoch_budget} epochs"))
     png = compare.plot(table, results, budget, plot_path or table_path.with_suffix(".png"),
-                       noise["std"] if noise else None)
+                       noise["std"] if noise else None, top=top)
     console.print(f"curves: {png}")

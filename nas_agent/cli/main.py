@@ -322,6 +322,12 @@ def propose(
     smoke: Optional[bool] = SmokeOpt,
     config: Optional[Path] = ConfigOpt,
     catalog: Optional[Path] = CatalogOpt,
+    from_file: bool = typer.Option(False, "--from-file",
+                                   help="Judge saved completions (FILES: text files, one answer each, or folders of "
+                                        "*.txt) the way a live answer is judged, without an LLM: extraction, splice, "
+                                        "the static validation stages (--smoke: also the smoke run). Nothing is "
+                                        "recorded. Exit 1 if any is rejected."),
+    files: Optional[list[Path]] = typer.Argument(None, help="With --from-file: the saved completions."),
 ) -> None:
     """Ask the LLM once for edits, validate them and show the verdicts (every call is recorded)."""
     from nas_agent.catalog import Catalog
@@ -332,6 +338,75 @@ def propose(
     from nas_agent.search.trainer import run_dir_of
     from nas_agent.space import load_template
     from nas_agent.validate import validator_for
+
+    if files and not from_file:
+        fail("completion files are read only with --from-file")
+    if from_file:
+        from nas_agent.llm import Completion
+        from nas_agent.llm.propose import read_answer
+
+        paths = []
+        for item in files or []:
+            if item.is_dir():
+                found = sorted(item.glob("*.txt"))
+                if not found:
+                    fail(f"no saved completions (*.txt) in {item}")
+                paths += found
+            elif item.is_file():
+                paths.append(item)
+            else:
+                fail(f"no such file: {item}")
+        if not paths:
+            fail("--from-file needs saved completions: text files (one answer each) or folders of *.txt")
+        texts = []
+        for path in paths:
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        try:
+            # Only --smoke runs code; the catalog, when there is one, is read for --parent and duplicates.
+            cfg = config_of(config, catalog=catalog, smoke=bool(smoke))
+            cat = Catalog(cfg.catalog) if Path(cfg.catalog).exists() else None
+            try:
+                if parent:
+                    if cat is None:
+                        fail(f"--parent needs a catalog; there is none at {cfg.catalog}")
+                    parent = resolve_name(cat, parent)
+                    base, label = cat.get_model(parent)["code"], parent
+                else:
+                    tmpl = load_template(template or cfg.template)
+                    base, label = tmpl.source, f"template:{tmpl.path.name}"
+                validator = validator_for(cfg, catalog=cat, smoke=bool(smoke))
+                verdicts = []
+                for index, (path, text) in enumerate(zip(paths, texts)):
+                    answer = read_answer(Completion(0, text, 0, len(text.split()), 0.0), base, index)
+                    validation = validator.validate(answer.source, str(path),
+                                                    missing=answer.problem or "the answer holds no code")
+                    verdicts.append((path, answer, validation))
+            finally:
+                if cat is not None:
+                    cat.close()
+        except USER_ERRORS as exc:
+            fail(str(exc))
+        table = Table(title=f"{len(verdicts)} saved completion(s) for {label}")
+        for column in ("file", "ok", "stage", "reason"):
+            table.add_column(column, overflow="fold")
+        for path, answer, v in verdicts:
+            cut = answer.extraction.truncated and "cut off" not in v.verdict.reason
+            reason = v.verdict.reason + (" (the answer was cut off)" if cut else "")
+            table.add_row(escape(str(path)), "[green]yes[/]" if v.ok else "[red]no[/]", v.verdict.stage or "",
+                          escape(reason[:300]))
+        console.print(table)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            for _, answer, v in verdicts:
+                if v.ok:
+                    (out / f"proposal-{v.code_hash[:8]}.py").write_text(answer.source)
+        valid = sum(v.ok for _, _, v in verdicts)
+        console.print(f"{valid} of {len(verdicts)} valid" + (f"; wrote {valid} file(s) to {out}" if out else ""),
+                      highlight=False)
+        raise typer.Exit(0 if valid == len(verdicts) else 1)
 
     try:
         cfg = config_of(config, catalog=catalog, smoke=smoke).with_overrides({
@@ -379,6 +454,22 @@ def propose(
                   + (f"; wrote {len(written)} file(s) to {out}" if out else ""), highlight=False)
 
 
+def strategy_mix(text: str) -> dict[str, float]:
+    """`random`, `mutate+optuna` or `llm=0.5,mutate=0.5` as {strategy: weight}; a one-line error when malformed."""
+    mix = {}
+    for item in (part.strip() for part in text.replace("+", ",").split(",")):
+        if not item:
+            continue
+        name, _, weight = item.partition("=")
+        try:
+            mix[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            fail(f"--strategies: {item!r} is not name or name=weight")
+    if not mix:
+        fail("--strategies: name at least one strategy")
+    return mix
+
+
 @app.command()
 def search(
     config: Optional[Path] = ConfigOpt,
@@ -398,6 +489,15 @@ def search(
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     task: Optional[str] = TaskOpt,
+    strategies_opt: Optional[str] = typer.Option(None, "--strategies", "-s",
+                                                 help="Strategy mix instead of [search] strategies: names joined "
+                                                      "by + (equal weights) or name=weight pairs, e.g. random, "
+                                                      "mutate+optuna, llm=0.5,mutate=0.5."),
+    fidelity: Optional[str] = typer.Option(None, "--fidelity", help="full (every candidate trains every epoch) or "
+                                                                    "halving (successive halving, [search] "
+                                                                    "min_epochs and reduction)."),
+    epoch_budget: Optional[int] = typer.Option(None, "--epoch-budget", min=0,
+                                               help="Epochs to train in all, over every candidate (0: no limit)."),
 ) -> None:
     """Search: rounds of LLM edits, mutations and Optuna proposals, validated, trained and ranked."""
     from nas_agent.catalog import Catalog
@@ -417,7 +517,9 @@ def search(
 
     overrides = {"search.budget": budget, "search.hours": hours, "search.executor": executor,
                  "search.ray_address": ray_address, "search.seed": seed, "llm.backend": backend,
-                 "llm.model": model, "llm.replay_file": str(replay) if replay else None}
+                 "llm.model": model, "llm.replay_file": str(replay) if replay else None,
+                 "search.fidelity": fidelity, "search.epoch_budget": epoch_budget,
+                 "search.strategies": strategy_mix(strategies_opt) if strategies_opt else None}
     try:
         if budget is not None and budget < 0 or hours is not None and hours < 0:
             fail("--budget and --hours must be >= 0")
@@ -433,8 +535,9 @@ def search(
 
             cfg = from_dict(run["config"], source=f"run {resume}").with_overrides(
                 {**overrides, "data.dir": str(data_dir) if data_dir else None, "device": device})
-        if not cfg.search.budget and not cfg.search.hours:
-            fail("an endless search: set a budget (--budget N) or a time limit (--hours H)")
+        if not cfg.search.budget and not cfg.search.hours and not cfg.search.epoch_budget:
+            fail("an endless search: set a budget (--budget N), an epoch budget (--epoch-budget E) "
+                 "or a time limit (--hours H)")
         template = load_template(cfg.template)
         # Everything that can fail on a bad setting comes before the catalog is opened.
         declared = read_task(template.source)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ast
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
 from nas_agent.llm.base import Backend, Completion, Sampling
-from nas_agent.llm.extract import Extraction, code_blocks, extract
+from nas_agent.llm.extract import Extraction, blocks, extract
 from nas_agent.space.template import TemplateError, editable_regions, replace_regions
 from nas_agent.tasks import task_of
 
@@ -102,21 +102,35 @@ def _merge(old: str, new: str) -> str:
     return "\n".join(filter(None, lines))
 
 
-def _extract(text: str, base: str) -> Extraction:
+def _extract(text: str, base: str, finish_reason: str | None = None) -> Extraction:
     """The code of an answer: marked regions if any, else a whole file, else the last Python block."""
     if "nas-agent:" not in base:
-        return extract(text, wanted="class Net")
-    regions = extract(text, wanted="nas-agent:")
-    if regions.code is not None or not regions.answer:
-        return regions
-    whole = extract(text, wanted="class Net")
-    if whole.code is not None:
-        return whole
-    blocks = code_blocks(regions.answer)
-    if blocks:  # bare region code without markers: splice() matches it by the names it defines
-        code, closed = blocks[-1]
-        return Extraction(regions.reasoning, regions.answer, code, truncated=not closed)
+        return extract(text, wanted="class Net", finish_reason=finish_reason)
+    regions = extract(text, wanted="nas-agent:", finish_reason=finish_reason)
+    if regions.code is not None:
+        return _all_regions(regions)
+    for wanted in ("class Net", ""):  # "": bare region code without markers, matched by the names it defines
+        found = extract(text, wanted=wanted, finish_reason=finish_reason)
+        if found.code is not None:
+            return found
     return regions
+
+
+def _all_regions(regions: Extraction) -> Extraction:
+    """`regions` with the marked regions of every complete block, when the answer spread them over several.
+
+    Models often answer one region per block; each region comes from the last complete block
+    that marks it, and splice() keeps the regions no block returned.
+    """
+    found: dict[str, str] = {}
+    for block in blocks(regions.answer or regions.reasoning):
+        if block.python and block.parses:
+            found.update(editable_regions(block.code))
+    if set(found) <= set(editable_regions(regions.code)):
+        return regions
+    code = "\n".join(f"# --- nas-agent: {label} (begin) ---\n{text}\n# --- nas-agent: {label} (end) ---"
+                     for label, text in found.items())
+    return replace(regions, code=code)
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,21 @@ class Answer:
     source: str | None
     problem: str = ""
     call_id: int | None = None      # its llm_call row (None without a catalog)
+
+
+def read_answer(completion: Completion, base: str, index: int = 0) -> Answer:
+    """One completion as an Answer: its code extracted and spliced into `base` (a template or a parent).
+
+    Live answers (Proposer) and saved ones (`nas-agent propose --from-file`) take this same path.
+    """
+    extraction = _extract(completion.text, base, completion.finish_reason)
+    source, problem = None, extraction.problem
+    if extraction.code is not None:
+        try:
+            source, problem = splice(base, extraction.code)
+        except TemplateError as exc:
+            source, problem = None, str(exc)
+    return Answer(index, completion, extraction, source, problem)
 
 
 class Proposer:
@@ -205,15 +234,9 @@ class Proposer:
         completions = self.backend.generate([prompt], sampling)
         answers = []
         for index, completion in enumerate(completions):
-            extraction = _extract(completion.text, base)
-            source, problem = (None, extraction.problem)
-            if extraction.code is not None:
-                try:
-                    source, problem = splice(base, extraction.code)
-                except TemplateError as exc:
-                    source, problem = None, str(exc)
-            call_id = self._record(purpose, parent, prompt, sampling, completion, extraction)
-            answers.append(Answer(index, completion, extraction, source, problem, call_id))
+            answer = read_answer(completion, base, index)
+            call_id = self._record(purpose, parent, prompt, sampling, completion, answer.extraction)
+            answers.append(replace(answer, call_id=call_id))
         return answers
 
     def _record(self, purpose, parent, prompt, sampling, completion, extraction) -> int | None:

@@ -4,16 +4,21 @@ A mutation moves a parent one step in one respect (the space says what a step is
 depth or width, another activation, two neighbouring layers of the element swapped, another
 level structure of a generator); a crossover mixes two parents' parameters. Edits are
 rendered into the first parent's own code, so whatever an LLM changed in its other editable
-regions is kept.
+regions is kept. An edit that lands on a network the catalog (or this round) holds already
+walks on, one more step at a time: around a good parent the one-step neighbours are soon all
+tried, and proposing them again only buys duplicate verdicts.
 """
 
 from __future__ import annotations
+
+import json
 
 from nas_agent.search.strategy import BaseStrategy, Proposal, RoundContext
 from nas_agent.space.protocol import Space
 from nas_agent.space.template import TemplateError, render_params
 
 ATTEMPTS_PER_PROPOSAL = 20   # tries to find an edit not made already this round
+MAX_STEPS = 4                # an edit that lands on a network tried before walks on, up to this many steps
 
 
 class MutateStrategy(BaseStrategy):
@@ -27,7 +32,7 @@ class MutateStrategy(BaseStrategy):
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
         """Up to `k` distinct edits (crossover with probability `crossover`, else a mutation) of the round's parents."""
         rng, parents = context.rng, context.parents
-        proposals, seen = [], set()
+        proposals, seen = [], self._known(context)
         for _ in range(k * ATTEMPTS_PER_PROPOSAL):
             if len(proposals) >= k:
                 break
@@ -41,7 +46,14 @@ class MutateStrategy(BaseStrategy):
             if edit is None:
                 continue
             params, change = edit
-            key = repr(sorted(params.items()))
+            for _ in range(MAX_STEPS - 1):
+                if self._key(params) not in seen:
+                    break
+                further = self.space.mutate(params, rng)
+                if further is None:
+                    break
+                params, change = further[0], f"{change}; {further[1]}"
+            key = self._key(params)
             if key in seen:
                 continue
             seen.add(key)
@@ -51,3 +63,16 @@ class MutateStrategy(BaseStrategy):
                 continue
             proposals.append(Proposal(self.name, parent.name, change, source))
         return proposals
+
+    def _known(self, context: RoundContext) -> set[str]:
+        """The points of the space the catalog holds a model of (this template's family)."""
+        known = set()
+        for model in context.catalog.models(task=context.config.task):
+            if model["family"] == context.template.family and model["template_params"]:
+                known.add(self._key(model["template_params"]))
+        return known
+
+    def _key(self, params: dict) -> str:
+        """One string per point of the space (parameters outside its dimensions, lists or tuples: alike)."""
+        point = self.space.point_of(params)
+        return json.dumps(point if point is not None else params, sort_keys=True, default=str)
