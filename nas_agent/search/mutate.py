@@ -66,7 +66,9 @@ class MutateStrategy(BaseStrategy):
 
     def _known(self, context: RoundContext) -> set[str]:
         """The points of the space the catalog holds a model of (this template's family)."""
-        known = set()
+        known: set[str] = set()
+        if context.catalog is None:   # proposing without a catalog (nothing tried yet)
+            return known
         for model in context.catalog.models(task=context.config.task):
             if model["family"] == context.template.family and model["template_params"]:
                 known.add(self._key(model["template_params"]))
