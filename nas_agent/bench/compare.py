@@ -195,6 +195,7 @@ def plot(table: BenchTable, results: dict[str, list[Trace]], budget: int, path: 
     # symlog: a regret of 0 (the table's best found) stays on the chart
     for ax, unit in ((axes[1], "candidates"), (axes[2], "epochs")):
         ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_ylim(bottom=0)
         ax.set(xlabel=f"{unit} trained", ylabel="regret (table best - incumbent)", title=f"regret vs {unit}")
     for ax in axes:
         ax.grid(alpha=0.3)
