@@ -32,6 +32,12 @@ def space_dimensions(config: Config) -> dict[str, list]:
             for name, values in space.dimensions().items()}
 
 
+def check_fits(table: BenchTable, config: Config) -> None:
+    """BenchTableError (one line) unless `table` measured the config's recipe on the config's space."""
+    table.check_matches(recipe=trial_prm(config), space=space_dimensions(config),
+                        family=load_template(config.template).family, task=config.task)
+
+
 def variants_of(config: Config) -> list[dict]:
     """Every variant of the config's space, in a seeded order (an interrupted build covers a random part)."""
     space = task_of(config.task).space_of(config.space)
@@ -83,14 +89,10 @@ class TableBuilder:
 
     def todo(self) -> list[str]:
         """Variants not trained yet under this recipe (resuming a build trains only these)."""
-        trial = prm_uid(trial_prm(self.config))
-        epochs = self.config.train.epochs
-        todo = []
-        for name in dict.fromkeys(self.registered.names.values()):
-            recorded = max((r["epoch"] for r in self.catalog.epochs(name) if r["prm"] == trial), default=0)
-            if recorded < epochs and self.catalog.get_model(name)["status"] != "failed":
-                todo.append(name)
-        return todo
+        prm = trial_prm(self.config)
+        return [name for name in dict.fromkeys(self.registered.names.values())
+                if len(self._epochs(name, prm)) < self.config.train.epochs
+                and self.catalog.get_model(name)["status"] != "failed"]
 
     def noise_requests(self, variants: int, seeds: list[int]) -> list[TrainRequest]:
         """Retrainings of a seeded sample of finished variants with other seeds (the table's own noise)."""

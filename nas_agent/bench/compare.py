@@ -151,11 +151,9 @@ def epochs_to_match(table: BenchTable, full: list[Trace], halving: list[Trace]) 
     target = statistics.median(table.best() - (t.steps[-1][2] if t.steps and t.steps[-1][2] is not None
                                                else min(table.finals())) for t in full)
     spent = int(statistics.median(t.epochs for t in full))
-    horizon = max((t.epochs for t in halving), default=0)
-    for x in range(1, horizon + 1):
-        if regret_curve(table, halving, [x], "epochs")[0][1] <= target + 1e-12:
-            return target, x, spent
-    return target, None, spent
+    xs = list(range(1, max((t.epochs for t in halving), default=0) + 1))
+    curve = regret_curve(table, halving, xs, "epochs")
+    return target, next((x for x, (_, median, _) in zip(xs, curve) if median <= target + 1e-12), None), spent
 
 
 def plot(table: BenchTable, results: dict[str, list[Trace]], budget: int, path: Path, noise: float | None,

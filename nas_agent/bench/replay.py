@@ -67,27 +67,31 @@ class Trace:
 
     def best_after_candidates(self, budget: int) -> float | None:
         """The incumbent once `budget` candidates had started (None: nothing finished by then)."""
-        best = None
-        for candidates, _, incumbent in self.steps:
-            if candidates > budget:
-                break
-            best = incumbent
-        return best
+        return self._best_after(0, budget)
 
     def best_after_epochs(self, epochs: int) -> float | None:
-        best = None
-        for _, spent, incumbent in self.steps:
-            if spent > epochs:
-                break
-            best = incumbent
-        return best
+        """The incumbent once `epochs` epochs had been trained."""
+        return self._best_after(1, epochs)
 
     def candidates_to_reach(self, threshold: float) -> int | None:
         """Candidates started when the incumbent first reached `threshold` (None: never)."""
-        return next((c for c, _, best in self.steps if best is not None and best >= threshold), None)
+        return self._to_reach(0, threshold)
 
     def epochs_to_reach(self, threshold: float) -> int | None:
-        return next((e for _, e, best in self.steps if best is not None and best >= threshold), None)
+        """Epochs trained when the incumbent first reached `threshold` (None: never)."""
+        return self._to_reach(1, threshold)
+
+    def _best_after(self, axis: int, limit: int) -> float | None:
+        """The incumbent at the last step whose `axis` (0: candidates, 1: epochs) is within `limit`."""
+        best = None
+        for step in self.steps:
+            if step[axis] > limit:
+                break
+            best = step[2]
+        return best
+
+    def _to_reach(self, axis: int, threshold: float) -> int | None:
+        return next((step[axis] for step in self.steps if step[2] is not None and step[2] >= threshold), None)
 
     @property
     def candidates(self) -> int:

@@ -117,16 +117,13 @@ def run_(
 ) -> None:
     """Replay each setting's own search against the table (no training): anytime curves and budgets to the top 1 %."""
     from nas_agent.bench import compare
-    from nas_agent.bench.build import space_dimensions
+    from nas_agent.bench.build import check_fits
     from nas_agent.bench.table import BenchTable
-    from nas_agent.search.trainer import trial_prm
-    from nas_agent.space.template import load_template
 
     try:
         cfg = config_of(config, epochs=epochs, train_subset=train_subset, test_subset=test_subset)
         table = BenchTable.load(table_path)
-        table.check_matches(recipe=trial_prm(cfg), space=space_dimensions(cfg),
-                            family=load_template(cfg.template).family, task=cfg.task)
+        check_fits(table, cfg)
         settings = compare.parse_settings(strategies, fidelity, cfg)
         budget = budget or len(table.rows)
         epoch_budget = budget * table.epochs

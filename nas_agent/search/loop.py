@@ -103,6 +103,7 @@ class Search:
         # Successive halving: the epoch counts candidates are compared at (None: all train every epoch).
         self.levels = rungs(cfg.min_epochs, cfg.reduction, config.train.epochs) if cfg.fidelity == "halving" else None
         self._counted: set[str] = set()              # training keys whose epochs count against the budget
+        self.lower_is_better = task_of(config.task).lower_is_better
         self.rng = random.Random(config.search.seed)
         self._by_key: dict[str, Proposal] = {}       # training key -> the proposal being trained
         self.trainer = Trainer(catalog, config, dataset_cache, run_id=run_id, executor=executor,
@@ -381,11 +382,10 @@ class Search:
         """Train ASHA's promotions, rung after rung, until none is due (or the epoch budget is spent)."""
         if not self.levels:
             return
-        lower = task_of(self.config.task).lower_is_better
         while True:
             scores = self._halving_scores()
             chosen = self._affordable(promotions(scores, self.levels, self.config.search.reduction,
-                                                 lower_is_better=lower), scores)
+                                                 lower_is_better=self.lower_is_better), scores)
             if not chosen:
                 return
             self._continue(chosen, why="promoting")
@@ -394,7 +394,6 @@ class Search:
         """The best candidate of the highest rung reached trains on to the full recipe (the run's answer)."""
         if not self.levels:
             return
-        lower = task_of(self.config.task).lower_is_better
         while True:
             scores = self._halving_scores()
             if not scores:
@@ -403,7 +402,7 @@ class Search:
             if reached >= self.levels[-1]:
                 return
             at_top = [n for n, v in scores.items() if len(v) == reached]
-            best = (min if lower else max)(at_top, key=lambda n: scores[n][reached - 1])
+            best = (min if self.lower_is_better else max)(at_top, key=lambda n: scores[n][reached - 1])
             following = self._affordable({best: next(level for level in self.levels if level > reached)}, scores)
             if not following:
                 return

@@ -332,12 +332,11 @@ class Trainer:
             stopped = stops[request.key].is_set() and not self.cancel.is_set()
             if outcome.ok or (stopped and outcome.reason.startswith("interrupted")):
                 (summary.stopped if not outcome.ok else summary.trained).append(request.key)
-                paused = outcome.ok and request.until is not None and request.until < self.recipe(request)["epochs"]
                 if not trial:
-                    self.catalog.set_status(name, "done", run_id=self.run_id,
-                                            reason=None if outcome.ok and not paused else
-                                            f"paused after epoch {request.until} (successive halving)" if paused
-                                            else "stopped early")
+                    reason = None if outcome.ok else "stopped early"
+                    if outcome.ok and request.until is not None and request.until < self.recipe(request)["epochs"]:
+                        reason = f"paused after epoch {request.until} (successive halving)"
+                    self.catalog.set_status(name, "done", run_id=self.run_id, reason=reason)
             elif outcome.reason.startswith("interrupted"):
                 if not trial:
                     self.catalog.set_status(name, "queued", reason=outcome.reason, run_id=self.run_id)
