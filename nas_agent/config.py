@@ -99,9 +99,15 @@ class LLMConfig:
     model: str = "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"  # HF id, local folder, GGUF file, or "smollm2"
     temperature: float = 0.6             # DeepSeek-R1's recommended sampling
     top_p: float = 0.95
-    max_tokens: int = 4096
+    max_tokens: int = 0                  # 0: sized for the model and mode (see nas_agent.llm.max_tokens_of)
     n: int = 8                           # proposals per round
     seed: int = 0
+    # params: a JSON point of the space, decoded under a schema (valid by construction);
+    # code: the editable regions rewritten as code (free edits, the element region); mixed: half each.
+    mode: str = "mixed"
+    # "auto": deepseek_r1 for DeepSeek-R1 models (think freely, constrain only the answer after
+    # </think>); "deepseek_r1"; "none" for a model that answers straight away.
+    reasoning_parser: str = "auto"
     # vLLM engine
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
@@ -268,8 +274,13 @@ def _check(config: Config, where: str) -> Config:
     llm = config.llm
     if llm.backend not in ("vllm", "openai", "transformers", "replay"):
         problems.append(f"llm.backend must be vllm, openai, transformers or replay, not {llm.backend!r}")
-    if not (0 <= llm.temperature <= 5 and 0 < llm.top_p <= 1 and llm.max_tokens > 0 and llm.n > 0):
-        problems.append("llm: temperature must be in [0, 5], top_p in (0, 1], max_tokens and n positive")
+    if not (0 <= llm.temperature <= 5 and 0 < llm.top_p <= 1 and llm.max_tokens >= 0 and llm.n > 0):
+        problems.append("llm: temperature must be in [0, 5], top_p in (0, 1], max_tokens >= 0 (0: sized for the "
+                        "model and mode) and n positive")
+    if llm.mode not in ("params", "code", "mixed"):
+        problems.append(f"llm.mode must be params, code or mixed, not {llm.mode!r}")
+    if llm.reasoning_parser not in ("auto", "deepseek_r1", "none"):
+        problems.append(f"llm.reasoning_parser must be auto, deepseek_r1 or none, not {llm.reasoning_parser!r}")
     search = config.search
     unknown = set(search.strategies) - {"llm", "mutate", "optuna", "hpo", "random"}
     if unknown:

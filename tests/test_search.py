@@ -47,6 +47,7 @@ strategies = {strategies}
 
 [llm]
 backend = "replay"
+mode = "code"          # the replayed answers are code edits
 
 [reference]
 {reference}

@@ -26,6 +26,9 @@ class Sampling:
     max_tokens: int = 4096
     n: int = 1                     # completions per prompt
     seed: int | None = 0
+    # A JSON schema the answer must follow (params mode), decoded under the backend's own grammar
+    # engine; a reasoning model's thinking before </think> stays free. None: free text.
+    json_schema: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -141,11 +141,20 @@ class OpenAIBackend:
             kwargs["seed"] = seed
         if self._is_vllm:
             kwargs["extra_body"] = {"return_token_ids": True}
+        if sampling.json_schema is not None and self._is_vllm:
+            # vLLM's own form of the API's structured outputs, which can also fix the whitespace (free
+            # whitespace lets a small model run on with blank lines); decoded after </think> when the
+            # server runs with --reasoning-parser.
+            kwargs["extra_body"]["structured_outputs"] = {"json": sampling.json_schema, "disable_any_whitespace": True}
+        elif sampling.json_schema is not None:
+            # The OpenAI API's structured outputs (llama.cpp's server and hosted APIs decode under it too).
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "candidate", "schema": sampling.json_schema}}
         started = time.perf_counter()
         response = self._with_retries(self.client.chat.completions.create, **kwargs)
         latency = time.perf_counter() - started
         choices = sorted(response.choices, key=lambda c: c.index)
-        texts = [c.message.content or "" for c in choices]
+        texts = [_with_reasoning(c.message) for c in choices]
         usage = response.usage
         tokens_in = usage.prompt_tokens if usage else 0
         ids = [getattr(c, "token_ids", None) or (c.model_extra or {}).get("token_ids") for c in choices]
@@ -203,6 +212,15 @@ class OpenAIBackend:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+def _with_reasoning(message) -> str:
+    """The message's text; a server that parses reasoning out (`vllm serve --reasoning-parser`) gets it
+    put back in front as <think>…</think>, so that answers read the same from every backend."""
+    extra = message.model_extra or {}
+    reasoning = getattr(message, "reasoning", None) or extra.get("reasoning") or extra.get("reasoning_content")
+    content = message.content or ""
+    return f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,8 +1,11 @@
-"""Ask the LLM for edits of a template or a parent and turn its answers into candidate sources.
+"""Ask the LLM for candidates and turn its answers into candidate sources, in two modes.
 
-The prompts (prompts/edit.txt, prompts/fix.txt) ask for the editable regions rewritten in
-full: small local models break diff formats, and splicing whole regions back into the
-parent keeps every line outside them exactly as the template has it. Every completion is
+`params`: the model picks a point of the space (prompts/params.txt), a JSON object decoded
+under a schema made from the space's dimensions, rendered by the template like any other
+strategy's point: valid by construction. `code`: the model rewrites the editable regions
+(prompts/edit.txt, prompts/fix.txt) in full: small local models break diff formats, and
+splicing whole regions back into the parent keeps every line outside them exactly as the
+template has it; this is the mode for free edits and the element region. Every completion is
 recorded in the catalog (`llm_call`); whoever validates what it produced (the search loop,
 `nas-agent propose`) records the verdict on that row, and the verdicts of a parent's
 rejected children go into its next prompt.
@@ -11,6 +14,8 @@ rejected children go into its next prompt.
 from __future__ import annotations
 
 import ast
+import json
+import re
 import string
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +24,9 @@ from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
 from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, blocks, extract
-from nas_agent.space.template import TemplateError, editable_regions, replace_regions
+from nas_agent.llm.structured import params_schema, read_point, spell, spelled_point
+from nas_agent.space.protocol import Space
+from nas_agent.space.template import Template, TemplateError, editable_regions, read_params, replace_regions
 from nas_agent.tasks import task_of
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
@@ -143,15 +150,21 @@ class Answer:
     source: str | None
     problem: str = ""
     call_id: int | None = None      # its llm_call row (None without a catalog)
+    mode: str = "code"              # "params": a JSON point of the space; "code": edited regions
+    point: dict | None = None       # params mode: the point of the space it named
+    problem_stage: str = "parse"    # the verdict's stage when there is no source ("truncated": cut off)
 
 
 def read_answer(completion: Completion, base: str, index: int = 0) -> Answer:
-    """One completion as an Answer: its code extracted and spliced into `base` (a template or a parent).
+    """One code-mode completion as an Answer: its code extracted and spliced into `base` (a template or a parent).
 
     Live answers (Proposer) and saved ones (`nas-agent propose --from-file`) take this same path.
     """
     extraction = _extract(completion.text, base, completion.finish_reason)
     source, problem = None, extraction.problem
+    if extraction.truncated:
+        return Answer(index, completion, extraction, None, _cut_off(completion, extraction.problem),
+                      problem_stage="truncated")
     if extraction.code is not None:
         try:
             source, problem = splice(base, extraction.code)
@@ -160,17 +173,102 @@ def read_answer(completion: Completion, base: str, index: int = 0) -> Answer:
     return Answer(index, completion, extraction, source, problem)
 
 
+def read_point_answer(completion: Completion, space: Space, template: Template, index: int = 0) -> Answer:
+    """One params-mode completion as an Answer: the point it names, rendered by `template`."""
+    found = read_point(completion.text, space.dimensions(), completion.finish_reason)
+    extraction = Extraction(found.reasoning, completion.text, None if found.point is None else
+                            json.dumps(spelled_point(found.point)), found.problem, found.truncated)
+    if found.point is None:
+        if found.truncated:
+            return Answer(index, completion, extraction, None, _cut_off(completion, found.problem),
+                          mode="params", problem_stage="truncated")
+        return Answer(index, completion, extraction, None, found.problem, mode="params")
+    try:
+        source = template.render(space.region_values(space.params_of(found.point)))
+    except (TemplateError, ValueError) as exc:
+        return Answer(index, completion, extraction, None, f"the point does not render: {exc}", mode="params")
+    return Answer(index, completion, extraction, source, mode="params", point=found.point)
+
+
+def _cut_off(completion: Completion, problem: str) -> str:
+    limit = f" at {completion.tokens_out:,} tokens" if completion.tokens_out else ""
+    return f"cut off by the token limit{limit} before the answer was complete" + (f" ({problem})" if problem else "")
+
+
 class Proposer:
-    """Builds prompts from the catalog, asks the backend, turns each answer into source and records the call."""
+    """Builds prompts from the catalog, asks the backend, turns each answer into source and records the call.
+
+    `space` and `template` enable params mode (`points`), asked with `params_sampling` (default:
+    `sampling`) under the space's JSON schema.
+    """
 
     def __init__(self, backend: Backend, sampling: Sampling, *, catalog=None,
                  run_id: str | None = None, epochs: int = 1, max_params: int = 50_000_000,
-                 examples: int = 3, rejections: int = 3, task: str = "img-classification"):
+                 examples: int = 3, rejections: int = 3, task: str = "img-classification",
+                 space: Space | None = None, template: Template | None = None,
+                 params_sampling: Sampling | None = None, tried: int = 40):
         self.backend, self.sampling = backend, sampling
         self.catalog, self.run_id, self.epochs, self.max_params = catalog, run_id, epochs, max_params
-        self.n_examples, self.n_rejections, self.task = examples, rejections, task
+        self.n_examples, self.n_rejections, self.task, self.n_tried = examples, rejections, task, tried
+        self.space, self.template = space, template
+        self.params_sampling = params_sampling or sampling
+        self._points: dict[str, dict | None] = {}    # catalog name -> its point (None: not in the space)
 
     # prompts ------------------------------------------------------------------
+
+    def params_prompt(self, parent: str) -> str:
+        """The params-mode prompt: the space's settings, the parent's and the best points so far with their scores."""
+        if self.space is None:
+            raise ValueError("params mode needs the search space (Proposer(space=..., template=...))")
+        dimensions = self.space.dimensions()
+        lines = "\n".join(f"- {name}: " + " | ".join(json.dumps(spell(v)) for v in values)
+                          for name, values in dimensions.items())
+        scored = self._scored_points()
+        best = scored[:self.n_examples]
+        others = scored[self.n_examples:self.n_examples + self.n_tried]
+        parent_row = next((row for row in scored if row[0] == parent), None)
+        if parent_row is not None:
+            parent_text = f"The parent candidate {_point_text(parent_row[1])} scored {parent_row[2]}.\n"
+        elif parent.startswith("template:") and self.template is not None:
+            point = self.space.point_of(dict(self.template.defaults))
+            parent_text = f"The template's own settings are {_point_text(point)}.\n" if point else ""
+        else:
+            parent_text = ""
+        prompt = load_prompt("params").substitute(
+            goal=task_of(self.task).goal or "a better neural network", epochs=self.epochs, dimensions=lines,
+            parent=parent_text,
+            examples=("The best candidates so far:\n" + "".join(f"{_point_text(p)} scored {score}\n"
+                                                                 for _, p, score in best)) if best else "",
+            tried=("Other candidates already tried (do not propose these again):\n"
+                   + "".join(f"{_point_text(p)} scored {score}\n" for _, p, score in others)) if others else "",
+            rejections=self._rejections_section(parent))
+        return re.sub(r"\n{3,}", "\n\n", prompt)    # sections left empty leave no gaps
+
+    def _scored_points(self) -> list[tuple[str, dict, str]]:
+        """(name, point, score in words) of the best catalogued models of the task that are points of the space."""
+        if self.catalog is None:
+            return []
+        scored = []
+        for row in self.catalog.leaderboard(task=self.task, top=self.n_examples + self.n_tried + 1):
+            point = self._point_of(row["name"])
+            if point is not None:
+                metric = "bits/dim" if row.get("metric") == "bpd" else "accuracy"
+                scored.append((row["name"], point, f"{metric} {row['accuracy']:.4f}"))
+        return scored
+
+    def tried_points(self) -> list[dict]:
+        """The points of every catalogued model of the task, whatever became of it (params mode never repeats one)."""
+        if self.catalog is None:
+            return []
+        return [p for p in (self._point_of(row["name"]) for row in self.catalog.models(task=self.task)) if p]
+
+    def _point_of(self, name: str) -> dict | None:
+        if name not in self._points:   # a model's code never changes: read each once
+            try:
+                self._points[name] = self.space.point_of(read_params(self.catalog.get_model(name)["code"]))
+            except (TemplateError, ValueError, TypeError, SyntaxError):
+                self._points[name] = None
+        return self._points[name]
 
     def edit_prompt(self, base: str, parent: str) -> str:
         """The edit prompt for `base` (source), whose catalog name or template label is `parent`."""
@@ -229,12 +327,34 @@ class Proposer:
         """`n` attempts to repair `source`, rejected at `stage` for `reason`."""
         return self._ask(self.fix_prompt(source, stage, reason), source, parent, "fix", n)
 
+    def points(self, parent: str, n: int | None = None) -> list[Answer]:
+        """`n` answers in params mode (points of the space, rendered by the template), each recorded."""
+        prompt = self.params_prompt(parent)
+        schema = params_schema(self.space.dimensions(), exclude=self.tried_points())
+        if schema is None:
+            return []    # every point of the space is catalogued: nothing new to ask for
+        sampling = replace(self.params_sampling, n=n or self.params_sampling.n, json_schema=schema)
+        return self._record_all(prompt, parent, "params", sampling, lambda c, i: read_point_answer(
+            c, self.space, self.template, i))
+
+    def propose(self, base: str, parent: str, n: int, mode: str) -> list[Answer]:
+        """`n` answers building on `base` (named `parent`): params, code, or mixed (half params, rounded up)."""
+        if mode == "params":
+            return self.points(parent, n)
+        if mode == "code":
+            return self.edit(base, parent, n)
+        in_code = n // 2
+        return self.points(parent, n - in_code) + (self.edit(base, parent, in_code) if in_code else [])
+
     def _ask(self, prompt: str, base: str, parent: str, purpose: str, n: int | None) -> list[Answer]:
-        sampling = Sampling(**{**self.sampling.as_dict(), "n": n or self.sampling.n})
+        sampling = replace(self.sampling, n=n or self.sampling.n)
+        return self._record_all(prompt, parent, purpose, sampling, lambda c, i: read_answer(c, base, i))
+
+    def _record_all(self, prompt: str, parent: str, purpose: str, sampling: Sampling, read) -> list[Answer]:
         completions = self.backend.generate([prompt], sampling)
         answers = []
         for index, completion in enumerate(completions):
-            answer = read_answer(completion, base, index)
+            answer = read(completion, index)
             call_id = self._record(purpose, parent, prompt, sampling, completion, answer.extraction)
             answers.append(replace(answer, call_id=call_id))
         return answers
@@ -248,3 +368,7 @@ class Proposer:
             reasoning_chars=len(extraction.reasoning), tokens_in=completion.tokens_in,
             tokens_out=completion.tokens_out, latency_s=completion.latency_s,
             finish_reason=completion.finish_reason)
+
+
+def _point_text(point: dict) -> str:
+    return json.dumps(spelled_point(point))

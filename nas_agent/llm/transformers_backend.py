@@ -17,13 +17,15 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", reasoning_parser: str | None = None):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:
             raise LLMError(f"the transformers backend needs the transformers package ({exc}); run `make setup`") from None
         self.model = model
+        self.reasoning_parser = reasoning_parser   # set: a JSON schema constrains only what follows </think>
+        self._schema_tokenizer = None
         folder, gguf_file = resolve_model(model, self.name)
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                                    else ("cpu" if device == "auto" else device))
@@ -50,11 +52,15 @@ class TransformersBackend:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         started = time.perf_counter()
+        processors = []
+        if sampling.json_schema is not None:
+            processors.append(self._schema(sampling.json_schema, batch["input_ids"].shape[1]))
         with torch.inference_mode():
             output = self.lm.generate(
                 **batch, do_sample=sampling.temperature > 0, temperature=sampling.temperature or None,
                 top_p=sampling.top_p if sampling.temperature > 0 else None, max_new_tokens=sampling.max_tokens,
-                num_return_sequences=sampling.n, pad_token_id=self.tokenizer.pad_token_id)
+                num_return_sequences=sampling.n, pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors or None)
         latency = time.perf_counter() - started
         prompt_length = batch["input_ids"].shape[1]
         tokens_in = batch["attention_mask"].sum(1).tolist()
@@ -69,6 +75,14 @@ class TransformersBackend:
                 tokens_in=int(tokens_in[prompt_index]), tokens_out=n_out, latency_s=latency,
                 finish_reason="length" if n_out >= sampling.max_tokens else "stop"))
         return completions
+
+    def _schema(self, schema: dict, prompt_length: int):
+        """A logits processor that keeps every answer an instance of `schema` (llguidance's token masks)."""
+        from nas_agent.llm.grammar import SchemaTokenizer
+
+        if self._schema_tokenizer is None:
+            self._schema_tokenizer = SchemaTokenizer(self.tokenizer, self.lm.config.vocab_size)
+        return self._schema_tokenizer.processor(schema, prompt_length, think_first=bool(self.reasoning_parser))
 
     def close(self) -> None:
         del self.lm

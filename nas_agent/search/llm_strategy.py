@@ -1,15 +1,18 @@
-"""The llm strategy: edits of the round's parents by the LLM proposer, with repairs of its rejections.
+"""The llm strategy: the LLM proposer's candidates built on the round's parents, with repairs of its rejections.
 
-The loop validates the answers like every other proposal (and records each verdict on the
-answer's llm_call row); edits rejected for a reason the model can act on (parse, policy,
-contract, smoke) get a fix prompt with the validator's verdict in the same round, up to
-`fixes` per round.
+In `params` mode the model names points of the space (valid by construction under the
+schema); in `code` mode it edits the parents' code; `mixed` splits each parent's share
+between the two. The loop validates the answers like every other proposal (and records
+each verdict on the answer's llm_call row); code edits rejected for a reason the model can
+act on (parse, policy, contract, smoke) get a fix prompt with the validator's verdict in
+the same round, up to `fixes` per round.
 """
 
 from __future__ import annotations
 
 from nas_agent.llm.propose import Answer, Proposer
 from nas_agent.search.strategy import BaseStrategy, Outcome, Proposal, RoundContext
+from nas_agent.space.protocol import short
 from nas_agent.validate import Validation, Validator
 
 FIXABLE_STAGES = ("parse", "policy", "contract", "smoke")
@@ -18,8 +21,8 @@ FIXABLE_STAGES = ("parse", "policy", "contract", "smoke")
 class LLMStrategy(BaseStrategy):
     name = "llm"
 
-    def __init__(self, proposer: Proposer, fixes: int = 1):
-        self.proposer, self.fixes = proposer, fixes
+    def __init__(self, proposer: Proposer, fixes: int = 1, mode: str = "code"):
+        self.proposer, self.fixes, self.mode = proposer, fixes, mode
         self._fixable: list[Outcome] = []    # this round's rejected edits the model may repair
 
     def propose(self, context: RoundContext, k: int) -> list[Proposal]:
@@ -32,8 +35,12 @@ class LLMStrategy(BaseStrategy):
         shares = [k // len(parents) + (i < k % len(parents)) for i in range(len(parents))]
         proposals: list[Proposal] = []
         for parent, share in zip(parents, shares):
-            for answer in self.proposer.edit(parent.source, parent.name, n=share):
-                proposals.append(self._proposal(answer, parent.name, "llm edit"))
+            for answer in self.proposer.propose(parent.source, parent.name, share, self.mode):
+                change = "llm edit"
+                if answer.mode == "params":
+                    change = "llm params" + (": " + ", ".join(f"{k}={short(v)}" for k, v in answer.point.items())
+                                             if answer.point else "")
+                proposals.append(self._proposal(answer, parent.name, change))
         return proposals
 
     def observe(self, outcomes: list[Outcome]) -> None:
@@ -54,13 +61,15 @@ class LLMStrategy(BaseStrategy):
         reasoning = answer.extraction.reasoning
         if reasoning:  # the model's own summary of its change is the best one-line description
             change = f"{change}: {reasoning.strip().splitlines()[-1][:160]}"
-        return Proposal(self.name, parent, change, answer.source, problem=answer.problem, llm_call=answer.call_id)
+        return Proposal(self.name, parent, change, answer.source, problem=answer.problem, llm_call=answer.call_id,
+                        problem_stage=answer.problem_stage)
 
 
 def judge_answer(catalog, validator: Validator, answer: Answer) -> Validation:
     """Validate one answer outside a search (`nas-agent propose`) and record the verdict on its llm_call row."""
     label = f"llm call {answer.call_id}" if answer.call_id is not None else f"answer {answer.index}"
-    validation = validator.validate(answer.source, label, missing=answer.problem or "the answer holds no code")
+    validation = validator.validate(answer.source, label, missing=answer.problem or "the answer holds no code",
+                                    missing_stage=answer.problem_stage)
     if answer.call_id is not None:
         v = validation.verdict
         catalog.judge_llm_call(answer.call_id, ok=v.ok, stage=v.stage, reason=v.reason, code_hash=validation.code_hash)

@@ -284,7 +284,8 @@ class Search:
             s.used += 1
             return Admission(proposal, Verdict.accept(), proposal.parent, row)
         validation = self.validator.validate(proposal.source, label,
-                                             missing=proposal.problem or "the strategy produced no code")
+                                             missing=proposal.problem or "the strategy produced no code",
+                                             missing_stage=proposal.problem_stage)
         verdict = validation.verdict
         name = None
         if verdict.ok:

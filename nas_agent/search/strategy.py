@@ -55,6 +55,7 @@ class Proposal:
     train: dict | None = None                 # hpo: overrides of [train]; the model is `parent`
     trial: int | None = None                  # the Optuna trial it is (optuna, hpo)
     llm_call: int | None = None               # the llm_call row it came from (llm)
+    problem_stage: str = "parse"              # the verdict's stage when there is no source ("truncated": cut off)
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,19 @@ class Task:
     generative: bool                       # forward returns per-image NLL; scored from per-value logits
     space_of: Callable[[dict[str, Any]], Space]   # the search space a `[space]` section describes (ValueError if bad)
     transform_of: Callable[[Any], tuple[str, str]]   # LEMUR transform name and code of a [train] section
+    goal: str = ""                         # what a candidate is and how it is judged, for the params prompt
 
 
 CLASSIFICATION = Task(TASK_CLASSIFICATION, ACC_METRIC, ACC_METRIC_CODE, lower_is_better=False, out_shape=None,
                       prompt="edit", config=None, generative=False, space_of=FractalSpace.from_config,
-                      transform_of=classification_transform)
+                      transform_of=classification_transform,
+                      goal="a FractalNet that classifies CIFAR-10 images (32x32 RGB, 10 classes), judged by its "
+                           "test accuracy: HIGHER is better")
 GENERATION = Task(TASK_GENERATION, BPD_METRIC, BPD_METRIC_CODE, lower_is_better=True,
                   out_shape=GENERATION_OUT_SHAPE, prompt="edit_generative", config="generative", generative=True,
-                  space_of=GenerativeSpace.from_config, transform_of=generation_transform)
+                  space_of=GenerativeSpace.from_config, transform_of=generation_transform,
+                  goal="a fractal generative model of CIFAR-10 images, judged by its negative log-likelihood on "
+                       "the test images in bits per dimension: LOWER is better")
 TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, GENERATION)}
 
 

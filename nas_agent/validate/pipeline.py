@@ -77,14 +77,16 @@ class Validator:
     _seen_code: dict[str, str] = field(default_factory=dict)
     _seen_struct: dict[str, str] = field(default_factory=dict)
 
-    def validate(self, candidate: str | Candidate | None, label: str, *, missing: str = "no code") -> Validation:
+    def validate(self, candidate: str | Candidate | None, label: str, *, missing: str = "no code",
+                 missing_stage: str = "parse") -> Validation:
         """All stages; the smoke run only when the static ones pass and smoke limits are set.
 
         `candidate` is source text or a Candidate parsed already; either way libcst parses it once.
-        None (a proposer that produced no code) is a parse rejection whose reason is `missing`.
+        None (a proposer that produced no code) is a rejection at `missing_stage` ("parse", or "truncated"
+        for an answer cut off by its token limit) whose reason is `missing`.
         """
         if candidate is None:
-            return Validation(label, Verdict.reject("parse", missing))
+            return Validation(label, Verdict.reject(missing_stage, missing))
         result = self.check_static(candidate, label)
         if result.ok and result.known_as is None and self.smoke is not None:
             result = self.check_smoke(result.candidate.source, result)

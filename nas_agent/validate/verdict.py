@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-STAGES = ("parse", "contract", "policy", "duplicate", "smoke", "train")
+# "truncated": an LLM answer cut off by its token limit before it held usable code (no code ran).
+STAGES = ("truncated", "parse", "contract", "policy", "duplicate", "smoke", "train")
 
 
 @dataclass(frozen=True)
