@@ -22,7 +22,6 @@ class SchemaTokenizer:
         import llguidance.hf
 
         self.hf = hf_tokenizer
-        self.vocab_size = vocab_size
         self.ll = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size)
 
     def processor(self, schema: dict, prompt_length: int, think_first: bool) -> SchemaLogitsProcessor:

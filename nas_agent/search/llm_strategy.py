@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from nas_agent.llm.propose import Answer, Proposer
 from nas_agent.search.strategy import BaseStrategy, Outcome, Proposal, RoundContext
-from nas_agent.space.protocol import short
+from nas_agent.space.protocol import settings
 from nas_agent.validate import Validation, Validator
 
 FIXABLE_STAGES = ("parse", "policy", "contract", "smoke")
@@ -38,8 +38,7 @@ class LLMStrategy(BaseStrategy):
             for answer in self.proposer.propose(parent.source, parent.name, share, self.mode):
                 change = "llm edit"
                 if answer.mode == "params":
-                    change = "llm params" + (": " + ", ".join(f"{k}={short(v)}" for k, v in answer.point.items())
-                                             if answer.point else "")
+                    change = "llm params" + (f": {settings(answer.point)}" if answer.point else "")
                 proposals.append(self._proposal(answer, parent.name, change))
         return proposals
 

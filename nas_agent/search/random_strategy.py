@@ -9,7 +9,7 @@ strategies found already the validator rejects as a duplicate.
 from __future__ import annotations
 
 from nas_agent.search.strategy import BaseStrategy, Proposal, RoundContext
-from nas_agent.space.protocol import Space, short
+from nas_agent.space.protocol import Space, settings
 
 ATTEMPTS_PER_PROPOSAL = 20   # draws per proposal before giving up on finding one not drawn yet
 
@@ -32,6 +32,6 @@ class RandomStrategy(BaseStrategy):
             if key in self.drawn:
                 continue
             self.drawn.add(key)
-            change = "random draw: " + ", ".join(f"{n}={short(v)}" for n, v in params.items())
+            change = "random draw: " + settings(params)
             proposals.append(Proposal(self.name, parent, change, context.template.render(params)))
         return proposals

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from nas_agent.space.protocol import short
+from nas_agent.space.protocol import settings, short
 
 ELEMENT_KINDS = ("conv", "bn", "act", "dropout")
 
@@ -164,7 +164,7 @@ class FractalSpace:
             return None
         taken = [n for n in shared if rng.random() < 0.5] or [rng.choice(shared)]
         child = {**a, **{n: b[n] for n in taken}}
-        return child, ", ".join(f"{n}={short(child[n])}" for n in taken)
+        return child, settings({n: child[n] for n in taken})
 
     def variant(self, index: int) -> dict[str, Any]:
         """Template parameters of variant `index` (0 <= index < len(self))."""

@@ -50,3 +50,8 @@ class Space(Protocol):
 def short(value) -> str:
     """A parameter value as a change line shows it (sequences comma-separated)."""
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def settings(params: dict[str, Any]) -> str:
+    """Parameters as a change line shows them: "N_BLOCKS=3, ACTIVATION=gelu"."""
+    return ", ".join(f"{name}={short(value)}" for name, value in params.items())
