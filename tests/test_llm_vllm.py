@@ -8,22 +8,20 @@ before the tests. These tests fail, not skip, when either is missing.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from nas_agent.catalog import Catalog
+from nas_agent.config import load_config
 from nas_agent.llm.base import LLMError, Sampling
 from nas_agent.llm.propose import Proposer
 from nas_agent.search.llm_strategy import judge_answer
 from nas_agent.llm.models import SMOLLM2_CONVERTED
 from nas_agent.llm.openai_backend import OpenAIBackend
+from nas_agent.llm.serve import engine_env, free_port, vllm_server as vllm_server_running
 from nas_agent.space import load_template, load_templates
 from nas_agent.validate import Validator
 
@@ -33,14 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 VLLM_VENV = REPO / ".venv-vllm"
 PROMPTS = ["What is 2 + 2?", "Name a colour.", "Write a haiku about the sea.", "Say hello in French."]
 SERVER_START_S = 420          # a cold start on two cores: ~35 s eager; more while another job loads the CPU
-
-
-def _engine_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")   # GiB of KV cache: plenty for 135M params and short prompts
-    env["HF_HUB_OFFLINE"] = "1"                     # everything is local; never wait on a hub
-    env.pop("VIRTUAL_ENV", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +47,6 @@ def smollm2_folder() -> Path:
         pytest.fail(f"the converted SmolLM2 is missing at {SMOLLM2_CONVERTED}: "
                     f"run .venv/bin/python scripts/convert_smollm2.py (CI does)")
     return SMOLLM2_CONVERTED
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _check_completions(completions, prompts: int, n: int) -> None:
@@ -82,7 +66,7 @@ def test_vllm_backend_in_process_batch(vllm_python, smollm2_folder):
     started = time.perf_counter()
     run = subprocess.run([str(vllm_python), str(REPO / "scripts" / "vllm_generate.py"), "--model", "smollm2",
                           "--n", "1", "--max-tokens", "32", "--temperature", "0.7", *PROMPTS],
-                         cwd=REPO, env=_engine_env(), capture_output=True, text=True, timeout=800, check=False)
+                         cwd=REPO, env=engine_env(), capture_output=True, text=True, timeout=800, check=False)
     assert run.returncode == 0, f"vllm_generate.py failed ({run.returncode}):\n{run.stderr[-3000:]}"
     # vLLM logs to stdout too; the result is the last line.
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -99,45 +83,15 @@ def test_vllm_backend_in_process_batch(vllm_python, smollm2_folder):
 @pytest.fixture(scope="module")
 def vllm_server(vllm_python, smollm2_folder, tmp_path_factory):
     """`vllm serve runs/models/smollm2` from .venv-vllm on a free port; its base URL."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until teardown
     # Served by its absolute folder, without --served-model-name: the backend matches "smollm2" to it.
-    # --max-num-batched-tokens 4096: vllm-cpu 0.32 serves 2,048 by default and prefills a longer prompt
-    # (the edit prompt is ~2,300 tokens) in chunks, which kills its engine on a seeded request
-    # ("CPU Generator does not use offset"); a whole-prompt prefill avoids that path.
-    command = [str(VLLM_VENV / "bin" / "vllm"), "serve", str(smollm2_folder), "--host", "127.0.0.1",
-               "--port", str(port), "--enforce-eager", "--max-model-len", "4096", "--max-num-batched-tokens", "4096",
-               "--seed", "0"]
-    server = subprocess.Popen(command, cwd=REPO, env=_engine_env(), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    log_path = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
     started = time.perf_counter()
     try:
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - started > SERVER_START_S:
-                pytest.fail(f"vllm serve did not answer in {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        print(f"vllm serve ready in {time.perf_counter() - started:.0f} s")
-        yield base_url
-    finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)         # the server and its engine process
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        except ProcessLookupError:
-            pass
-        log.close()
+        with vllm_server_running(VLLM_VENV / "bin" / "vllm", smollm2_folder, log_path, start_s=SERVER_START_S) as url:
+            print(f"vllm serve ready in {time.perf_counter() - started:.0f} s")
+            yield url
+    except LLMError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +138,7 @@ def test_propose_through_vllm_serve_validates_and_records_every_answer(served_ba
 
 
 def test_openai_backend_without_server_fails_fast():
-    port = _free_port()                                   # bound and released: nothing listens there
+    port = free_port()                                   # bound and released: nothing listens there
     started = time.perf_counter()
     with pytest.raises(LLMError, match=rf"no OpenAI-compatible server at http://127.0.0.1:{port}/v1; "
                                        r"start one with `vllm serve MODEL`"):
@@ -201,3 +155,43 @@ def test_vllm_backend_without_vllm_names_what_works():
 
     with pytest.raises(LLMError, match=r"scripts/setup_vllm.sh.*backend transformers.*vllm serve"):
         VLLMBackend("smollm2")
+
+
+def _distinct_catalogued_points(catalog_path: Path, run_id: str | None = None) -> list[dict]:
+    """The params-mode calls of a catalog, checked: schema sent, answers read, verdicts recorded."""
+    with Catalog(catalog_path) as catalog:
+        calls = catalog.llm_calls(run_id=run_id)
+    assert calls and all(c["purpose"] == "params" and json.loads(c["sampling"])["json_schema"] for c in calls)
+    # Used answers are accepted; an unused one repeated another answer of its request and was asked again.
+    assert all(c["ok"] == 1 or (c["stage"] == "duplicate" and "asked again" in c["reason"]) for c in calls), calls
+    return [json.loads(c["completion"]) for c in calls if c["ok"] == 1]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_params_mode_in_process_vllm_gives_distinct_points(vllm_python, smollm2_folder, tmp_path):
+    """`.venv-vllm/bin/nas-agent propose --backend vllm --mode params`: structured outputs in the engine."""
+    catalog = tmp_path / "catalog.sqlite"
+    run = subprocess.run([str(VLLM_VENV / "bin" / "nas-agent"), "propose", "-c", "quick", "--backend", "vllm",
+                          "--model", "smollm2", "--mode", "params", "--n", "4", "--no-smoke", "--catalog", str(catalog)],
+                         cwd=REPO, env={**engine_env(), "COLUMNS": "200"}, capture_output=True, text=True,
+                         timeout=800, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "4 of 4 valid" in run.stdout, run.stdout
+    points = _distinct_catalogued_points(catalog)
+    assert len(points) == 4 and len({json.dumps(p, sort_keys=True) for p in points}) == 4
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_params_mode_through_vllm_serve_gives_distinct_untried_points(served_backend, tmp_path):
+    """Structured outputs in the request (extra_body) on a real server: every answer a new point of the space."""
+    config = load_config("quick")
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        proposer = Proposer.for_config(config, served_backend, catalog=catalog, run_id="served-params")
+        validator = Validator(templates=load_templates(), catalog=catalog)
+        answers = proposer.points("template:fractalnet.py", n=4)
+        verdicts = [judge_answer(catalog, validator, a).verdict for a in answers]
+    assert len(answers) == 4 and all(v.ok for v in verdicts), verdicts
+    points = _distinct_catalogued_points(tmp_path / "catalog.sqlite", "served-params")
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == 4
