@@ -131,7 +131,7 @@ def test_propose_command_with_a_replay_file(tmp_path):
     replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPLAY))
     result = subprocess.run(
         [sys.executable, "-m", "nas_agent.cli", "propose", "--backend", "replay", "--replay", str(replay), "--n", "4",
-         "--catalog", str(tmp_path / "catalog.sqlite"), "--out", str(tmp_path / "out"), "--no-smoke"],
+         "--catalog", str(tmp_path / "catalog.sqlite"), "--out", str(tmp_path / "out"), "--no-smoke", "--mode", "code"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "1 of 4 valid" in result.stdout

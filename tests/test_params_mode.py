@@ -88,15 +88,94 @@ def test_smollm2_under_the_schema_names_only_untried_points(tmp_path):
                             space=space, template=template)
         validator = Validator(templates=load_templates(), catalog=catalog)
         catalogued = []
-        for _ in range(3):   # each round's first answer is catalogued, then cut out of the next round's schema
+        for _ in range(3):   # each round's answers are catalogued, then cut out of the next round's schema
             answers = proposer.points("template:fractalnet.py", n=4)
+            points = [a.point for a in answers]
             assert len(answers) == 4 and all(a.point is not None and a.mode == "params" for a in answers)
-            assert not [a.point for a in answers if a.point in catalogued]
-            validation = judge_answer(catalog, validator, answers[0])
-            assert validation.ok, validation.verdict
-            register(catalog, CandidateFile.of(validation, Path("llm.py"), default_family=template.family), config,
-                     origin="llm", parent="template:fractalnet.py", run_id="params")
-            catalogued.append(answers[0].point)
+            assert not [p for p in points if p in catalogued]
+            assert all(points.index(p) == i for i, p in enumerate(points)), "two answers named the same point"
+            for answer in answers:
+                validation = judge_answer(catalog, validator, answer)
+                assert validation.ok, validation.verdict
+                register(catalog, CandidateFile.of(validation, Path("llm.py"), default_family=template.family),
+                         config, origin="llm", parent="template:fractalnet.py", run_id="params")
+            catalogued += points
         calls = catalog.llm_calls(run_id="params")
-    assert len(calls) == 12 and all(c["purpose"] == "params" and c["tokens_out"] < 100 for c in calls)
+    assert len(calls) >= 12 and all(c["purpose"] == "params" and c["tokens_out"] < 100 for c in calls)
     assert all(json.loads(c["sampling"])["json_schema"] for c in calls)
+    # Every answer that was not used repeated another answer of its request, and says so.
+    assert sum(c["ok"] == 1 for c in calls) == 12
+    assert all(c["stage"] == "duplicate" and "asked again" in c["reason"] for c in calls if c["ok"] != 1)
+
+
+def test_answers_that_repeat_each_other_are_asked_again(tmp_path):
+    """Replayed answers (no schema): the second P and the third are repeats, replaced by asking again."""
+    from nas_agent.llm.replay import ReplayBackend
+
+    config = load_config("quick")
+    p, q, r = (json.dumps({**QUICK_POINT, "ACTIVATION": act}) for act in ("relu", "gelu", "silu"))
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in (p, p, q, p, r)))
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        proposer = Proposer.for_config(config, ReplayBackend(replay), catalog=catalog, run_id="re-ask")
+        answers = proposer.points("template:fractalnet.py", n=3)
+        calls = catalog.llm_calls(run_id="re-ask")
+    assert [a.point["ACTIVATION"] for a in answers] == ["relu", "gelu", "silu"] and [a.index for a in answers] == [0, 1, 2]
+    assert len({a.call_id for a in answers}) == 3
+    assert [c["stage"] for c in calls] == [None, "duplicate", None, "duplicate", None]
+    assert all("same point as answer 0 of this request" in calls[i]["reason"] for i in (1, 3))
+    # The repeat is asked for again under a schema that leaves out the points already given.
+    again = json.loads(calls[3]["sampling"])
+    assert again["n"] == 1 and len(json.dumps(again["json_schema"])) > len(json.dumps(json.loads(calls[0]["sampling"])["json_schema"]))
+
+
+# -- nas-agent propose --mode ------------------------------------------------------------------------
+
+QUICK_POINT = {"N_BLOCKS": 3, "N_COLUMNS": 2, "BASE_CHANNELS": 16, "ACTIVATION": "gelu", "ELEMENT_ORDER": "bn,conv,act"}
+
+
+@pytest.mark.e2e
+def test_propose_in_params_mode_judges_and_records_every_point(tmp_path):
+    from conftest import run_nas_agent
+
+    replay = tmp_path / "replay.jsonl"
+    answers = [json.dumps(QUICK_POINT),                                    # a point of the quick space
+               json.dumps({**QUICK_POINT, "N_BLOCKS": 9}),                 # outside it
+               "Three blocks, I think."]                                   # no JSON at all
+    replay.write_text("".join(json.dumps({"text": a}) + "\n" for a in answers))
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_nas_agent("propose", "-c", "quick", "--mode", "params", "--backend", "replay", "--replay", replay,
+                           "--n", 3, "--catalog", catalog, "--no-smoke", "--out", tmp_path / "out")
+    assert "1 of 3 valid" in result.stdout, result.stdout
+    with Catalog(catalog) as cat:
+        calls = cat.llm_calls()
+    assert [c["purpose"] for c in calls] == ["params"] * 3
+    assert [c["ok"] for c in calls] == [1, 0, 0] and [c["stage"] for c in calls] == [None, "parse", "parse"]
+    assert "N_BLOCKS=9 is not one of 2, 3" in calls[1]["reason"] and "no JSON object" in calls[2]["reason"]
+    assert json.loads(calls[0]["sampling"])["json_schema"]["required"] == list(QUICK_POINT)
+    (written,) = (tmp_path / "out").glob("proposal-*.py")
+    assert "N_BLOCKS = 3" in written.read_text() and "ELEMENT_ORDER = ('bn', 'conv', 'act')" in written.read_text()
+    bad = run_nas_agent("propose", "--mode", "json", "--backend", "replay", "--replay", replay, check=False)
+    assert bad.returncode == 2 and "--mode: 'json' is not one of params, code, mixed" in bad.stderr
+
+
+@pytest.mark.e2e
+def test_saved_answers_are_read_as_points_or_as_code(tmp_path):
+    from conftest import run_nas_agent
+
+    point, code = tmp_path / "point.txt", tmp_path / "code.txt"
+    point.write_text("<think>Fewer columns train faster.</think>\n" + json.dumps(QUICK_POINT))
+    code.write_text((Path(__file__).parent / "llm_answers" / "nngpt-alternn-B1.txt").read_text())
+    result = run_nas_agent("propose", "-c", "quick", "--catalog", tmp_path / "none.sqlite", "--from-file",
+                           point, code, check=False)
+    assert _verdict_rows(result.stdout) == {str(point): ["params", "yes", ""], str(code): ["code", "yes", ""]}
+    assert result.returncode == 0
+    as_code = run_nas_agent("propose", "-c", "quick", "--catalog", tmp_path / "none.sqlite", "--mode", "code",
+                            "--from-file", point, check=False)
+    assert as_code.returncode == 1 and _verdict_rows(as_code.stdout)[str(point)] == ["code", "no", "parse"]
+
+
+def _verdict_rows(table: str) -> dict[str, list[str]]:
+    """file -> [read as, ok, stage] from propose --from-file's table."""
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines() if ".txt" in line]
+    return {row[0]: row[1:4] for row in cells}

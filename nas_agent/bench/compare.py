@@ -53,18 +53,13 @@ def parse_settings(strategies: str, fidelities: str, config: Config) -> list[Set
 
 
 def _replay_one(table: BenchTable, config: Config, setting: Setting, seed: int, budget: int,
-                epoch_budget: int) -> Trace:
-    backend = None
-    if "llm" in setting.strategies:
-        from nas_agent.llm import make_backend
-
-        backend = make_backend(config.llm)
+                epoch_budget: int, backend=None) -> Trace:
     halving = setting.fidelity == "halving"
     # Successive halving spends the same epochs as full training of `budget` candidates, on as many
     # candidates as it likes; full training spends `budget` candidates.
     return replay(table, config, setting.label, setting.strategies, seed,
                   budget=len(table.rows) if halving else budget, fidelity=setting.fidelity,
-                  epoch_budget=epoch_budget if halving else 0, backend=backend)
+                  epoch_budget=epoch_budget if halving else 0, backend=backend if "llm" in setting.strategies else None)
 
 
 def run_settings(table: BenchTable, config: Config, settings: list[Setting], seeds: list[int], *, budget: int,
@@ -73,10 +68,19 @@ def run_settings(table: BenchTable, config: Config, settings: list[Setting], see
     results: dict[str, list[Trace]] = {s.label: [] for s in settings}
     jobs = [(s, seed) for s in settings for seed in seeds]
     if workers <= 1 or any("llm" in s.strategies for s in settings):   # one model in memory, not one per worker
-        for setting, seed in jobs:
-            trace = _replay_one(table, config, setting, seed, budget, epoch_budget)
-            results[setting.label].append(trace)
-            on_done(trace)
+        backend = None
+        if any("llm" in s.strategies for s in settings):
+            from nas_agent.llm import make_backend
+
+            backend = make_backend(config.llm)     # loaded once for every replay; each replay seeds its sampling
+        try:
+            for setting, seed in jobs:
+                trace = _replay_one(table, config, setting, seed, budget, epoch_budget, backend)
+                results[setting.label].append(trace)
+                on_done(trace)
+        finally:
+            if backend is not None:
+                backend.close()
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_replay_one, table, config, s, seed, budget, epoch_budget) for s, seed in jobs]

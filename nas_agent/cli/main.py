@@ -312,6 +312,10 @@ def propose(
     template: Optional[Path] = typer.Option(None, "--template", help="Template to edit (default: the config's)."),
     parent: Optional[str] = typer.Option(None, "--parent", help="Edit this catalog model instead of the template."),
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Proposals to ask for (default: llm.n)."),
+    mode: Optional[str] = typer.Option(None, "--mode",
+                                       help="params (points of the space, under its JSON schema), code (edited "
+                                            "regions) or mixed (default: llm.mode). With --from-file: how to read "
+                                            "the files (default: a JSON point of the space, else code)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="vllm, openai, transformers or replay."),
     model: Optional[str] = typer.Option(None, "--model", help="Model id, folder, GGUF file, or smollm2."),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
@@ -329,129 +333,137 @@ def propose(
                                         "recorded. Exit 1 if any is rejected."),
     files: Optional[list[Path]] = typer.Argument(None, help="With --from-file: the saved completions."),
 ) -> None:
-    """Ask the LLM once for edits, validate them and show the verdicts (every call is recorded)."""
-    from nas_agent.catalog import Catalog
-    from nas_agent.llm import LLMError, make_backend, sampling_of
-    from nas_agent.llm.propose import Proposer
-    from nas_agent.llm.replay import record as record_completions
-    from nas_agent.search.llm_strategy import judge_answer
-    from nas_agent.search.trainer import run_dir_of
-    from nas_agent.space import load_template
-    from nas_agent.validate import validator_for
+    """Ask the LLM once for proposals, validate them and show the verdicts (every call is recorded)."""
+    from nas_agent.llm import MODES
 
+    if mode is not None and mode not in MODES:
+        fail(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
     if files and not from_file:
         fail("completion files are read only with --from-file")
     if from_file:
-        from nas_agent.llm import Completion
-        from nas_agent.llm.propose import read_answer
+        _judge_saved_completions(files or [], mode, parent, template, out, smoke, config, catalog)
+        return
+    _ask_once(template, parent, n, mode, backend, model, replay, max_tokens, temperature, out, record, smoke,
+              config, catalog)
 
-        paths = []
-        for item in files or []:
-            if item.is_dir():
-                found = sorted(item.glob("*.txt"))
-                if not found:
-                    fail(f"no saved completions (*.txt) in {item}")
-                paths += found
-            elif item.is_file():
-                paths.append(item)
-            else:
-                fail(f"no such file: {item}")
-        if not paths:
-            fail("--from-file needs saved completions: text files (one answer each) or folders of *.txt")
-        texts = []
-        for path in paths:
-            try:
-                texts.append(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as exc:
-                fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
-        try:
-            # Only --smoke runs code; the catalog, when there is one, is read for --parent and duplicates.
-            cfg = config_of(config, catalog=catalog, smoke=bool(smoke))
-            cat = Catalog(cfg.catalog) if Path(cfg.catalog).exists() else None
-            try:
-                if parent:
-                    if cat is None:
-                        fail(f"--parent needs a catalog; there is none at {cfg.catalog}")
-                    parent = resolve_name(cat, parent)
-                    base, label = cat.get_model(parent)["code"], parent
-                else:
-                    tmpl = load_template(template or cfg.template)
-                    base, label = tmpl.source, f"template:{tmpl.path.name}"
-                validator = validator_for(cfg, catalog=cat, smoke=bool(smoke))
-                verdicts = []
-                for index, (path, text) in enumerate(zip(paths, texts)):
-                    answer = read_answer(Completion(0, text, 0, len(text.split()), 0.0), base, index)
-                    validation = validator.validate(answer.source, str(path),
-                                                    missing=answer.problem or "the answer holds no code")
-                    verdicts.append((path, answer, validation))
-            finally:
-                if cat is not None:
-                    cat.close()
-        except USER_ERRORS as exc:
-            fail(str(exc))
-        table = Table(title=f"{len(verdicts)} saved completion(s) for {label}")
-        for column in ("file", "ok", "stage", "reason"):
-            table.add_column(column, overflow="fold")
-        for path, answer, v in verdicts:
-            cut = answer.extraction.truncated and "cut off" not in v.verdict.reason
-            reason = v.verdict.reason + (" (the answer was cut off)" if cut else "")
-            table.add_row(escape(str(path)), "[green]yes[/]" if v.ok else "[red]no[/]", v.verdict.stage or "",
-                          escape(reason[:300]))
-        console.print(table)
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            for _, answer, v in verdicts:
-                if v.ok:
-                    (out / f"proposal-{v.code_hash[:8]}.py").write_text(answer.source)
-        valid = sum(v.ok for _, _, v in verdicts)
-        console.print(f"{valid} of {len(verdicts)} valid" + (f"; wrote {valid} file(s) to {out}" if out else ""),
-                      highlight=False)
-        raise typer.Exit(0 if valid == len(verdicts) else 1)
+
+def _ask_once(template, parent, n, mode, backend, model, replay, max_tokens, temperature, out, record, smoke,
+              config, catalog) -> None:
+    from nas_agent.catalog import Catalog
+    from nas_agent.llm import LLMError, make_backend
+    from nas_agent.llm.replay import record as record_completions
+    from nas_agent.search.propose_once import ask_once, base_of
+    from nas_agent.search.trainer import run_dir_of
+    from nas_agent.validate import validator_for
 
     try:
         cfg = config_of(config, catalog=catalog, smoke=smoke).with_overrides({
             "llm.backend": backend, "llm.model": model, "llm.n": n, "llm.max_tokens": max_tokens,
-            "llm.temperature": temperature, "llm.replay_file": str(replay) if replay else None})
+            "llm.temperature": temperature, "llm.mode": mode, "llm.replay_file": str(replay) if replay else None})
         with Catalog(cfg.catalog) as cat:
-            if parent:
-                parent = resolve_name(cat, parent)
-                base, label = cat.get_model(parent)["code"], parent
-            else:
-                tmpl = load_template(template or cfg.template)
-                base, label = tmpl.source, f"template:{tmpl.path.name}"
+            base = base_of(cfg, cat, resolve_name(cat, parent) if parent else None, template)
             with cat.run(command_line(), cfg.to_dict()) as run:
                 validator = validator_for(cfg, catalog=cat, workdir=run_dir_of(cfg) / "sandbox")
                 err.print(f"loading {cfg.llm.backend} backend, model {cfg.llm.model} …", highlight=False)
                 llm = make_backend(cfg.llm)
-                proposer = Proposer(llm, sampling_of(cfg.llm), catalog=cat, run_id=run.id,
-                                    epochs=cfg.train.epochs, max_params=cfg.validate.max_params, task=cfg.task)
-                with err.status(f"asking for {cfg.llm.n} proposal(s) and validating them"):
-                    answers = proposer.edit(base, label)
-                    validations = [judge_answer(cat, validator, answer) for answer in answers]
-                llm.close()
+                try:
+                    with err.status(f"asking for {cfg.llm.n} proposal(s) ({cfg.llm.mode} mode) and validating them"):
+                        judged = ask_once(cfg, cat, llm, base, validator, run_id=run.id, mode=cfg.llm.mode)
+                finally:
+                    llm.close()
     except (LLMError, *USER_ERRORS) as exc:
         fail(str(exc))
     if record:
-        record_completions(record, [a.completion for a in answers])
-    written = []
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        for a, v in zip(answers, validations):
-            if v.ok:
-                path = out / f"proposal-{v.code_hash[:8]}.py"
-                path.write_text(a.source)
-                written.append(path)
-    table = Table(title=f"{len(answers)} proposal(s) from {llm.name}:{llm.model} for {label}")
-    for column in ("#", "verdict", "reason", "tokens out", "reasoning chars", "seconds"):
+        record_completions(record, [j.answer.completion for j in judged])
+    written = _write_valid(judged, out)
+    table = Table(title=f"{len(judged)} proposal(s) from {llm.name}:{llm.model} for {base.label}")
+    for column in ("#", "mode", "verdict", "reason", "tokens out", "reasoning chars", "seconds"):
         table.add_column(column, overflow="fold")
-    for a, validation in zip(answers, validations):
-        v = validation.verdict
-        table.add_row(str(a.index), "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", escape(v.reason[:300]),
+    for j in judged:
+        a, v = j.answer, j.validation.verdict
+        table.add_row(j.label, a.mode, "[green]ok[/]" if v.ok else f"[red]{v.stage}[/]", escape(v.reason[:300]),
                       str(a.completion.tokens_out), f"{len(a.extraction.reasoning):,}", f"{a.completion.latency_s:.1f}")
     console.print(table)
-    valid = sum(v.ok for v in validations)
-    console.print(f"{valid} of {len(answers)} valid; recorded in {cfg.catalog}"
+    valid = sum(j.validation.ok for j in judged)
+    console.print(f"{valid} of {len(judged)} valid; recorded in {cfg.catalog}"
                   + (f"; wrote {len(written)} file(s) to {out}" if out else ""), highlight=False)
+
+
+def _judge_saved_completions(files, mode, parent, template, out, smoke, config, catalog) -> None:
+    from nas_agent.catalog import Catalog
+    from nas_agent.search.propose_once import base_of, judge_saved
+    from nas_agent.validate import validator_for
+
+    texts = [(str(path), _read_completion(path)) for path in _completion_files(files)]
+    try:
+        # Only --smoke runs code; the catalog, when there is one, is read for --parent and duplicates.
+        cfg = config_of(config, catalog=catalog, smoke=bool(smoke))
+        cat = Catalog(cfg.catalog) if Path(cfg.catalog).exists() else None
+        try:
+            if parent and cat is None:
+                fail(f"--parent needs a catalog; there is none at {cfg.catalog}")
+            base = base_of(cfg, cat, resolve_name(cat, parent) if parent else None, template)
+            validator = validator_for(cfg, catalog=cat, smoke=bool(smoke))
+            judged = judge_saved(cfg, texts, base, validator, mode=mode or "auto")
+        finally:
+            if cat is not None:
+                cat.close()
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    table = Table(title=f"{len(judged)} saved completion(s) for {base.label}")
+    for column in ("file", "read as", "ok", "stage", "reason"):
+        table.add_column(column, overflow="fold")
+    for j in judged:
+        v = j.validation.verdict
+        cut = j.answer.extraction.truncated and "cut off" not in v.reason
+        reason = v.reason + (" (the answer was cut off)" if cut else "")
+        table.add_row(escape(j.label), j.answer.mode, "[green]yes[/]" if v.ok else "[red]no[/]", v.stage or "",
+                      escape(reason[:300]))
+    console.print(table)
+    written = _write_valid(judged, out)
+    valid = sum(j.validation.ok for j in judged)
+    console.print(f"{valid} of {len(judged)} valid" + (f"; wrote {len(written)} file(s) to {out}" if out else ""),
+                  highlight=False)
+    raise typer.Exit(0 if valid == len(judged) else 1)
+
+
+def _completion_files(items: list[Path]) -> list[Path]:
+    """The files named, folders expanded to their *.txt; a one-line error for what is not there."""
+    paths = []
+    for item in items:
+        if item.is_dir():
+            found = sorted(item.glob("*.txt"))
+            if not found:
+                fail(f"no saved completions (*.txt) in {item}")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            fail(f"no such file: {item}")
+    if not paths:
+        fail("--from-file needs saved completions: text files (one answer each) or folders of *.txt")
+    return paths
+
+
+def _read_completion(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _write_valid(judged, out: Path | None) -> list[Path]:
+    """The valid proposals written to `out` as proposal-<hash>.py (nothing without `out`)."""
+    if not out:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for j in judged:
+        if j.validation.ok:
+            path = out / f"proposal-{j.validation.code_hash[:8]}.py"
+            path.write_text(j.answer.source)
+            written.append(path)
+    return written
 
 
 def strategy_mix(text: str) -> dict[str, float]:

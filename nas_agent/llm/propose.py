@@ -22,11 +22,13 @@ from pathlib import Path
 
 from nas_agent.candidate import syntax_problem
 from nas_agent.config import REPO_ROOT
+from nas_agent.llm import sampling_of
 from nas_agent.llm.base import Backend, Completion, Sampling
 from nas_agent.llm.extract import Extraction, blocks, extract
 from nas_agent.llm.structured import params_schema, read_point, spell, spelled_point
 from nas_agent.space.protocol import Space
-from nas_agent.space.template import Template, TemplateError, editable_regions, read_params, replace_regions
+from nas_agent.space.template import (Template, TemplateError, editable_regions, load_template, read_params,
+                                     replace_regions)
 from nas_agent.tasks import task_of
 
 PROMPTS_DIR = REPO_ROOT / "prompts"
@@ -190,6 +192,21 @@ def read_point_answer(completion: Completion, space: Space, template: Template, 
     return Answer(index, completion, extraction, source, mode="params", point=found.point)
 
 
+def read_saved_answer(completion: Completion, base: str, space: Space, template: Template, mode: str = "auto",
+                      index: int = 0) -> Answer:
+    """An answer obtained elsewhere (`nas-agent propose --from-file`), read in `mode`.
+
+    "auto": a params answer when the text names a point of the space in a JSON object, else a code answer.
+    """
+    if mode == "params":
+        return read_point_answer(completion, space, template, index)
+    if mode == "auto":
+        answer = read_point_answer(completion, space, template, index)
+        if answer.point is not None:
+            return answer
+    return read_answer(completion, base, index)
+
+
 def _cut_off(completion: Completion, problem: str) -> str:
     limit = f" at {completion.tokens_out:,} tokens" if completion.tokens_out else ""
     return f"cut off by the token limit{limit} before the answer was complete" + (f" ({problem})" if problem else "")
@@ -213,6 +230,14 @@ class Proposer:
         self.space, self.template = space, template
         self.params_sampling = params_sampling or sampling
         self._points: dict[str, dict | None] = {}    # catalog name -> its point (None: not in the space)
+
+    @classmethod
+    def for_config(cls, config, backend: Backend, *, catalog=None, run_id: str | None = None) -> Proposer:
+        """A proposer for a run's Config: its task's space and template, `[llm]` sampling for both modes."""
+        return cls(backend, sampling_of(config.llm, "code"), catalog=catalog, run_id=run_id,
+                   epochs=config.train.epochs, max_params=config.validate.max_params, task=config.task,
+                   space=task_of(config.task).space_of(config.space), template=load_template(config.template),
+                   params_sampling=sampling_of(config.llm, "params"))
 
     # prompts ------------------------------------------------------------------
 
@@ -328,14 +353,38 @@ class Proposer:
         return self._ask(self.fix_prompt(source, stage, reason), source, parent, "fix", n)
 
     def points(self, parent: str, n: int | None = None) -> list[Answer]:
-        """`n` answers in params mode (points of the space, rendered by the template), each recorded."""
+        """`n` answers in params mode (points of the space, rendered by the template), each recorded.
+
+        The schema leaves out every catalogued point, so no answer repeats one; answers of the same
+        call can still agree (a small model samples the same point n times), so the repeats are
+        asked again, under a schema that also leaves out the points already given, up to `n` times.
+        """
+        wanted = n or self.params_sampling.n
         prompt = self.params_prompt(parent)
-        schema = params_schema(self.space.dimensions(), exclude=self.tried_points())
-        if schema is None:
-            return []    # every point of the space is catalogued: nothing new to ask for
-        sampling = replace(self.params_sampling, n=n or self.params_sampling.n, json_schema=schema)
-        return self._record_all(prompt, parent, "params", sampling, lambda c, i: read_point_answer(
-            c, self.space, self.template, i))
+        tried, answers = self.tried_points(), []
+        for attempt in range(wanted):
+            schema = params_schema(self.space.dimensions(), exclude=tried + [a.point for a in answers if a.point])
+            if schema is None:
+                break    # every point of the space is taken: nothing new to ask for
+            seed = self.params_sampling.seed
+            sampling = replace(self.params_sampling, n=wanted, json_schema=schema,
+                               seed=None if seed is None else seed + attempt)
+            batch = self._record_all(prompt, parent, "params", sampling, lambda c, i: read_point_answer(
+                c, self.space, self.template, i))
+            fresh = []
+            for answer in batch:
+                earlier = next((a for a in answers + fresh if a.point and a.point == answer.point), None)
+                if earlier is None:
+                    fresh.append(replace(answer, index=len(answers) + len(fresh)))
+                elif self.catalog is not None and answer.call_id is not None:
+                    self.catalog.judge_llm_call(
+                        answer.call_id, ok=False, stage="duplicate", code_hash=None,
+                        reason=f"the same point as answer {earlier.index} of this request; asked again without it")
+            answers += fresh
+            wanted -= len(fresh)
+            if not wanted:
+                break
+        return answers
 
     def propose(self, base: str, parent: str, n: int, mode: str) -> list[Answer]:
         """`n` answers building on `base` (named `parent`): params, code, or mixed (half params, rounded up)."""

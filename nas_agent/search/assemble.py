@@ -84,14 +84,9 @@ def make_strategies(config: Config, catalog: Catalog, run_id: str, backend, *,
                                         pruner=config.search.pruner, seed=config.search.seed,
                                         lower_is_better=task.lower_is_better)
     if backend is not None:
-        from nas_agent.llm import sampling_of
         from nas_agent.llm.propose import Proposer
         from nas_agent.search.llm_strategy import LLMStrategy
-        from nas_agent.space.template import load_template
 
-        proposer = Proposer(backend, sampling_of(config.llm, "code"), catalog=catalog, run_id=run_id,
-                            epochs=config.train.epochs, max_params=config.validate.max_params, task=config.task,
-                            space=space, template=load_template(config.template),
-                            params_sampling=sampling_of(config.llm, "params"))
+        proposer = Proposer.for_config(config, backend, catalog=catalog, run_id=run_id)
         strategies["llm"] = LLMStrategy(proposer, fixes=config.search.llm_fixes, mode=config.llm.mode)
     return strategies
