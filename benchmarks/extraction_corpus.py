@@ -34,9 +34,11 @@ from rich.table import Table
 from nas_agent.config import REPO_ROOT, load_config
 from nas_agent.llm.base import Completion
 from nas_agent.llm.extract import extract
-from nas_agent.llm.propose import read_answer, splice
+from nas_agent.llm.propose import read_answer, read_saved_answer, splice
+from nas_agent.llm.structured import spelled_point
 from nas_agent.space import load_template
 from nas_agent.space.template import TemplateError
+from nas_agent.tasks import task_of
 from nas_agent.validate import validator_for
 
 CORPUS = REPO_ROOT / "tests" / "llm_answers"
@@ -154,25 +156,42 @@ def main() -> None:
     base = load_template("templates/fractalnet.py").source
     validators = {side: validator_for(load_config(), smoke=False) for side in ("before", "after")}
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    quick = load_config("quick")
+    space, template = task_of(quick.task).space_of(quick.space), load_template(quick.template)
     for entry in index:
         text = (CORPUS / entry["file"]).read_text()
-        group = entry["file"].split("-")[0]
-        wanted = entry["wanted"]
-        old = old_extract(text, wanted)
-        new = extract(text, wanted)
+        group = entry["file"].split("-")[0] + ("-" + entry["mode"] if entry.get("mode") else "")
+        finish = entry.get("finish_reason")
+        completion = Completion(0, text, 0, len(text.split()), 0.0, finish_reason=finish)
         old_src, old_problem = old_source(text, base)
-        answer = read_answer(Completion(0, text, 0, len(text.split()), 0.0), base)
+        if entry.get("mode") == "params":
+            # Before params mode an answer was read as code only; now a JSON point of the space is read as one.
+            wanted = "class Net"
+            old = old_extract(text, wanted)
+            answer = read_saved_answer(completion, base, space, template)
+            new = answer.extraction
+            new_ok = answer.point is not None
+            new_indexed = new_ok and spelled_point(answer.point) == entry["expect"]["point"]
+        else:
+            wanted = entry["wanted"]
+            old = old_extract(text, wanted)
+            new = extract(text, wanted, finish_reason=finish)
+            answer = read_answer(completion, base)
+            new_ok = parses(new.code) and wanted in new.code
+            new_indexed = as_indexed(new, entry["expect"])
         results = {
-            "before": (old, validators["before"].validate(old_src, entry["file"], missing=old_problem or "no code")),
-            "after": (new, validators["after"].validate(answer.source, entry["file"],
-                                                        missing=answer.problem or "no code")),
+            "before": (old, parses(old.code) and wanted in old.code,
+                       entry.get("mode") != "params" and as_indexed(old, entry["expect"]),
+                       validators["before"].validate(old_src, entry["file"], missing=old_problem or "no code")),
+            "after": (new, new_ok, new_indexed,
+                      validators["after"].validate(answer.source, entry["file"], missing=answer.problem or "no code")),
         }
-        for side, (extraction, validation) in results.items():
+        for side, (extraction, parsed, indexed, validation) in results.items():
             for key in (group, "all"):
                 row = counts[(key, side)]
                 row["answers"] += 1
-                row["parsed"] += parses(extraction.code) and wanted in extraction.code
-                row["as indexed"] += as_indexed(extraction, entry["expect"])
+                row["parsed"] += parsed
+                row["as indexed"] += indexed
                 row["called truncated"] += extraction.truncated
                 row["valid"] += validation.ok
     columns = ("answers", "parsed", "as indexed", "called truncated", "valid")
@@ -188,7 +207,9 @@ def main() -> None:
     Console(width=120).print(table)
     print("sources: nngpt = ABrain-One/nn-gpt AlterNN outputs, ga = DeathStroXX/nn-gpt GA operator answers, "
           "triton = Prathmesh234/MultiTurnKernel-SFT (Qwen3, GLM-4.5-Air), julia2 = CSXizhang/nn-gpt region answers, "
-          "r1 = DeepSeek-R1-Distill-Qwen-1.5B (thaotnguyen/thinking-llms-interp)")
+          "r1 = DeepSeek-R1-Distill-Qwen-1.5B (thaotnguyen/thinking-llms-interp), smollm2 = SmolLM2-135M-Instruct "
+          "recorded here with `nas-agent propose --record` (a plumbing-size model; params answers: parsed = a point "
+          "of the quick space read)")
 
 
 if __name__ == "__main__":

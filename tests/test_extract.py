@@ -16,11 +16,16 @@ import pytest
 from conftest import run_nas_agent
 from nas_agent.llm.base import Completion
 from nas_agent.llm.extract import blocks, code_blocks, extract, split_reasoning
+from nas_agent.config import load_config
 from nas_agent.llm.propose import read_answer
+from nas_agent.llm.structured import read_point, spelled_point
 from nas_agent.space import editable_regions, load_template, read_params
+from nas_agent.tasks import task_of
 
 CORPUS = Path(__file__).resolve().parent / "llm_answers"
 INDEX = json.loads((CORPUS / "index.json").read_text())
+# The space the recorded params answers name: the quick config's.
+QUICK_DIMENSIONS = task_of("img-classification").space_of(load_config("quick").space).dimensions()
 NET = "import torch\nclass Net(nn.Module):\n    pass"  # SYNTHETIC: the smallest code that holds `class Net`
 
 
@@ -43,14 +48,29 @@ def test_the_index_names_every_answer_and_where_it_came_from():
     assert files == {entry["file"] for entry in INDEX} and len(files) >= 30
     for entry in INDEX:
         source = entry["source"]
-        assert source["repository"] and source["path"] and source["url"].startswith("https://github.com/")
-        assert entry["model"] and entry["wanted"] is not None and "truncated" in entry["expect"]
+        if "command" in source:    # recorded here from SmolLM2: the command that asked, the call it was
+            assert source["command"].startswith("nas-agent propose") and "--record" in source["command"]
+            assert source["backend"] in ("transformers", "vllm", "openai") and source["mode"] == entry.get("mode")
+        else:
+            assert source["repository"] and source["path"] and source["url"].startswith("https://github.com/")
+        assert entry["model"] and "truncated" in entry["expect"]
+        assert entry.get("mode", "code") == "params" or entry["wanted"] is not None
+    recorded = {(e["source"]["backend"], e["mode"]) for e in INDEX if "command" in e["source"]}
+    assert recorded == {(b, m) for b in ("transformers", "vllm", "openai") for m in ("params", "code")}
 
 
 @pytest.mark.parametrize("entry", INDEX, ids=[entry["file"] for entry in INDEX])
 def test_every_corpus_answer_is_extracted_as_the_index_says(entry):
-    result = extract(answer(entry["file"]), entry["wanted"])
     expect = entry["expect"]
+    if entry.get("mode") == "params":
+        found = read_point(answer(entry["file"]), QUICK_DIMENSIONS, entry.get("finish_reason"))
+        assert found.truncated == expect["truncated"], found.problem
+        if expect["point"] is None:
+            assert found.point is None and expect["problem"] in found.problem
+        else:
+            assert spelled_point(found.point) == expect["point"], found.problem
+        return
+    result = extract(answer(entry["file"]), entry["wanted"], finish_reason=entry.get("finish_reason"))
     assert result.truncated == expect["truncated"], result.problem
     if not expect["code"]:
         assert result.code is None and expect["problem"] in result.problem
