@@ -205,6 +205,12 @@ def test_bench_run_is_deterministic_per_seed_and_refuses_a_table_of_another_reci
     assert refused.returncode == 2
     assert "the table was built with epoch=3, the config trains with epoch=2" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    no_llm = run_nas_agent("bench", "run", "--table", path, "-c", config, "--seeds", 1, "-s", "llm",
+                           "--backend", "replay", env=env, check=False)     # --backend reaches the llm setting
+    assert no_llm.returncode == 2
+    assert no_llm.stderr.strip().splitlines()[-1] == ("error: backend replay needs a replay file "
+                                                       "(llm.replay_file or --replay FILE)")
+    assert "Traceback" not in no_llm.stderr
     ran = run_nas_agent("bench", "run", "--table", path, "-c", config, "--seeds", 3, "-s", "random,mutate+optuna",
                         "--fidelity", "full,halving", "--workers", 1, "--plot", path.with_suffix(".png"), env=env,
                         timeout=600)

@@ -114,14 +114,20 @@ def run_(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1),
     train_subset: Optional[int] = typer.Option(None, "--train-subset", min=0),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", min=0),
+    backend: Optional[str] = typer.Option(None, "--backend", help="The llm setting's backend (default llm.backend)."),
+    model: Optional[str] = typer.Option(None, "--model", help="The llm setting's model (default llm.model)."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay file (backend replay)."),
 ) -> None:
     """Replay each setting's own search against the table (no training): anytime curves and budgets to the top 1 %."""
     from nas_agent.bench import compare
     from nas_agent.bench.build import check_fits
     from nas_agent.bench.table import BenchTable
+    from nas_agent.llm import LLMError
 
     try:
-        cfg = config_of(config, epochs=epochs, train_subset=train_subset, test_subset=test_subset)
+        cfg = config_of(config, epochs=epochs, train_subset=train_subset,
+                        test_subset=test_subset).with_overrides({
+            "llm.backend": backend, "llm.model": model, "llm.replay_file": str(replay) if replay else None})
         table = BenchTable.load(table_path)
         check_fits(table, cfg)
         settings = compare.parse_settings(strategies, fidelity, cfg)
@@ -132,7 +138,7 @@ def run_(
             results = compare.run_settings(table, cfg, settings, list(range(seeds)), budget=budget,
                                            epoch_budget=epoch_budget, workers=workers,
                                            on_done=lambda trace: progress.advance(task))
-    except (ValueError, *USER_ERRORS) as exc:
+    except (ValueError, LLMError, *USER_ERRORS) as exc:
         fail(str(exc))
     noise = table.noise_summary()
     summaries = compare.summarize(table, results, budget, top)
