@@ -91,22 +91,17 @@ def _measure(backend, label: str, mode: str, config, proposals: int, batch: int,
              start_s: float, progress) -> Row:
     """`proposals` answers in `mode`, judged and (when accepted) registered like a search round does."""
     from nas_agent.catalog import Catalog
-    from nas_agent.llm import sampling_of
     from nas_agent.llm.propose import Proposer
     from nas_agent.search.llm_strategy import judge_answer
     from nas_agent.search.trainer import CandidateFile, register
     from nas_agent.space.template import load_template
-    from nas_agent.tasks import task_of
     from nas_agent.validate import validator_for
 
     template = load_template(config.template)
     parent = f"template:{template.path.name}"
     row = Row(label, mode, start_s)
     with Catalog(workdir / f"{label}-{mode}.sqlite") as catalog:
-        proposer = Proposer(backend, sampling_of(config.llm, "code"), catalog=catalog, run_id=f"{label}-{mode}",
-                            epochs=config.train.epochs, max_params=config.validate.max_params, task=config.task,
-                            space=task_of(config.task).space_of(config.space), template=template,
-                            params_sampling=sampling_of(config.llm, "params"))
+        proposer = Proposer.for_config(config, backend, catalog=catalog, run_id=f"{label}-{mode}")
         validator = validator_for(config, catalog=catalog, smoke=True, workdir=workdir / "smoke")
         for call in range(0, proposals, batch):
             n = min(batch, proposals - call)

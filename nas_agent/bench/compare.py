@@ -67,9 +67,10 @@ def run_settings(table: BenchTable, config: Config, settings: list[Setting], see
     """Every setting x seed replayed (in `workers` processes); traces by setting label, in seed order."""
     results: dict[str, list[Trace]] = {s.label: [] for s in settings}
     jobs = [(s, seed) for s in settings for seed in seeds]
-    if workers <= 1 or any("llm" in s.strategies for s in settings):   # one model in memory, not one per worker
+    asks_llm = any("llm" in s.strategies for s in settings)
+    if workers <= 1 or asks_llm:   # one model in memory, not one per worker
         backend = None
-        if any("llm" in s.strategies for s in settings):
+        if asks_llm:
             from nas_agent.llm import make_backend
 
             backend = make_backend(config.llm)     # loaded once for every replay; each replay seeds its sampling

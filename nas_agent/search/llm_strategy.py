@@ -64,9 +64,13 @@ class LLMStrategy(BaseStrategy):
                         problem_stage=answer.problem_stage)
 
 
-def judge_answer(catalog, validator: Validator, answer: Answer) -> Validation:
-    """Validate one answer outside a search (`nas-agent propose`) and record the verdict on its llm_call row."""
-    label = f"llm call {answer.call_id}" if answer.call_id is not None else f"answer {answer.index}"
+def judge_answer(catalog, validator: Validator, answer: Answer, label: str | None = None) -> Validation:
+    """Validate one answer outside a search (`nas-agent propose`) and record the verdict on its llm_call row.
+
+    `label` names it in verdicts (default: its llm_call, or its index for an answer not recorded).
+    """
+    if label is None:
+        label = f"llm call {answer.call_id}" if answer.call_id is not None else f"answer {answer.index}"
     validation = validator.validate(answer.source, label, missing=answer.problem or "the answer holds no code",
                                     missing_stage=answer.problem_stage)
     if answer.call_id is not None:

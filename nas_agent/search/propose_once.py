@@ -61,7 +61,5 @@ def judge_saved(config: Config, texts: list[tuple[str, str]], base: Base, valida
     for index, (label, text) in enumerate(texts):
         completion = Completion(0, text, 0, len(text.split()), 0.0)
         answer = read_saved_answer(completion, base.source, space, template, mode, index)
-        validation = validator.validate(answer.source, label, missing=answer.problem or "the answer holds no code",
-                                        missing_stage=answer.problem_stage)
-        judged.append(Judged(label, answer, validation))
+        judged.append(Judged(label, answer, judge_answer(None, validator, answer, label)))   # not recorded: no call
     return judged
